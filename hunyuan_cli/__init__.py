@@ -1,0 +1,1 @@
+"""The `hyv` command line: parse, call the libraries, print."""

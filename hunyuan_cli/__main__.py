@@ -1,0 +1,3 @@
+from hunyuan_cli.app import main
+
+main()

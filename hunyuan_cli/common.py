@@ -1,0 +1,77 @@
+"""What every command shares: option types, error reporting, JSON output.
+
+Nothing heavy is imported here: `hyv --help` must stay instant.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+# Set by the app callback (`hyv --debug ...`) or HYV_DEBUG=1.
+STATE: dict[str, Any] = {"debug": os.environ.get("HYV_DEBUG", "") not in ("", "0")}
+
+JsonOpt = Annotated[
+    bool,
+    typer.Option("--json", help="Print exactly one JSON object on stdout naming every artifact produced."),
+]
+WorkdirOpt = Annotated[
+    Path, typer.Option("--workdir", help="Where artifacts are written.", file_okay=False, dir_okay=True)
+]
+DEFAULT_WORKDIR = Path("hyv-out")
+
+
+def error_line(message: str) -> None:
+    """One line on stderr, never a traceback."""
+    first = " ".join(str(message).split("\n")[0].split())
+    typer.echo(f"hyv: error: {first}", err=True)
+
+
+@contextmanager
+def reported_errors() -> Iterator[None]:
+    """Turn typed library errors into one line and their exit code (a traceback only with --debug).
+
+    Library errors carry an `exit_code` attribute (render.errors.HyvError, rewrite.errors.RewriteError).
+    """
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        if STATE["debug"]:
+            raise
+        error_line("interrupted; finished artifacts are kept, re-run the same command to complete the rest")
+        raise typer.Exit(130) from None
+    except Exception as exc:  # noqa: BLE001 - the one place that maps every failure to a line
+        if STATE["debug"]:
+            raise
+        code = getattr(exc, "exit_code", None)
+        if isinstance(code, int):
+            error_line(str(exc))
+            raise typer.Exit(code) from None
+        if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+            error_line(f"out of memory: {exc}. Try smaller sizes, fewer frames, or --device cpu")
+            raise typer.Exit(1) from None
+        error_line(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)")
+        raise typer.Exit(1) from None
+
+
+def emit_json(obj: dict[str, Any]) -> None:
+    """The one JSON object a --json command prints."""
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def info(message: str, *, quiet: bool) -> None:
+    """Human output goes to stderr when --json is on, so stdout holds only the JSON object."""
+    if not quiet:
+        typer.echo(message)
+    else:
+        typer.echo(message, err=True) if os.environ.get("HYV_VERBOSE") else None

@@ -1,0 +1,110 @@
+"""hyv's artifacts: safetensors files whose metadata holds a kind, a format version and a JSON manifest.
+
+Kinds and tensors (names and shapes as diffusers' HunyuanVideoPipeline takes them):
+- "embeddings": prompt_embeds [1, L, D], prompt_attention_mask [1, L] (int64), pooled_prompt_embeds [1, P]
+- "latents":    latents [1, C, T_lat, H/8, W/8], as the DiT leaves them (not divided by the VAE scaling factor)
+- "checkpoint": latents [1, C, T_lat, H/8, W/8] part-way through a schedule, and its step index in the manifest
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from render.errors import ArtifactError
+from render.fsutil import atomic_target
+from render.hashing import file_sha256
+
+FORMAT = "1"
+KINDS: dict[str, tuple[str, ...]] = {
+    "embeddings": ("prompt_embeds", "prompt_attention_mask", "pooled_prompt_embeds"),
+    "latents": ("latents",),
+    "checkpoint": ("latents",),
+}
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: Path
+    kind: str
+    manifest: dict[str, Any]
+    tensors: dict[str, Any]  # name -> torch.Tensor
+
+    @property
+    def sha256(self) -> str:
+        return file_sha256(self.path)
+
+
+def write_artifact(path: Path, kind: str, tensors: dict[str, Any], manifest: dict[str, Any]) -> Path:
+    """Write atomically: a crash leaves nothing under `path`."""
+    from safetensors.torch import save_file
+
+    missing = [k for k in KINDS[kind] if k not in tensors]
+    if missing:
+        raise ValueError(f"{kind} artifact without {missing}")
+    meta = {"hyv_kind": kind, "hyv_format": FORMAT, "manifest": json.dumps(manifest, ensure_ascii=False)}
+    with atomic_target(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=meta)
+    return path
+
+
+def read_manifest(path: Path, kind: str | None = None) -> tuple[str, dict[str, Any]]:
+    """(kind, manifest) from the header only; raise ArtifactError for anything that is not a whole hyv artifact."""
+    from safetensors import safe_open
+
+    if not path.exists():
+        raise ArtifactError(f"{path} does not exist")
+    if path.is_dir():
+        raise ArtifactError(f"{path} is a directory, not a hyv artifact file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            names = set(f.keys())
+    except Exception as exc:  # safetensors raises its own error types for bad headers
+        raise ArtifactError(
+            f"{path} is not a readable safetensors file ({_short(exc)}); it may be truncated: re-create it"
+        ) from None
+    found = meta.get("hyv_kind")
+    if found not in KINDS or "manifest" not in meta:
+        raise ArtifactError(f"{path} is a safetensors file but not a hyv artifact (no hyv metadata)")
+    if meta.get("hyv_format") != FORMAT:
+        raise ArtifactError(
+            f"{path} has artifact format {meta.get('hyv_format')!r}; this hyv reads format {FORMAT}"
+        )
+    if kind is not None and found != kind:
+        raise ArtifactError(f"{path} holds {found}, but {kind} are needed here")
+    lacking = [k for k in KINDS[found] if k not in names]
+    if lacking:
+        raise ArtifactError(f"{path} lacks the tensors {lacking}; re-create it")
+    try:
+        manifest = json.loads(meta["manifest"])
+    except json.JSONDecodeError:
+        raise ArtifactError(f"{path} has a corrupt manifest; re-create it") from None
+    return found, manifest
+
+
+def read_artifact(path: Path, kind: str) -> Artifact:
+    """Load a whole artifact, checking its kind and that every byte of its tensors is present."""
+    from safetensors.torch import load_file
+
+    found, manifest = read_manifest(path, kind)
+    try:
+        tensors = load_file(str(path))
+    except Exception as exc:
+        raise ArtifactError(f"{path} is truncated or corrupt ({_short(exc)}); re-create it") from None
+    return Artifact(path=path, kind=found, manifest=manifest, tensors=tensors)
+
+
+def is_valid(path: Path, kind: str) -> bool:
+    """A final artifact that exists and reads back whole (checked, not assumed)."""
+    try:
+        read_artifact(path, kind)
+    except ArtifactError:
+        return False
+    return True
+
+
+def _short(exc: Exception) -> str:
+    return " ".join(str(exc).split())[:160]

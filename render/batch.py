@@ -1,0 +1,170 @@
+"""Batch input: prompt files in .txt, .jsonl and .csv.
+
+- .txt: one prompt a line; blank lines and lines starting with `#` are skipped.
+- .jsonl: one object a line with `prompt` and optional per-item overrides (see `PromptItem`). A record written
+  by `hyv rewrite` carries the rewritten text in `prompt` and the user's text in `original_prompt`.
+- .csv: a `prompt` column (other columns are ignored), quoted per RFC 4180.
+
+A bad line never stops the batch: it becomes a `LineError` (file and line number), and the rest is read.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from render.errors import UsageError
+
+# Per-item overrides a .jsonl record may carry, with their types.
+OVERRIDES: dict[str, type] = {
+    "seed": int,
+    "num_videos": int,
+    "neg_prompt": str,
+    "frames": int,
+    "height": int,
+    "width": int,
+    "steps": int,
+    "name": str,
+}
+
+
+@dataclass(frozen=True)
+class PromptItem:
+    prompt: str
+    source: str  # "file:line", or "argv:N" for prompts given on the command line
+    overrides: dict[str, Any] = field(default_factory=dict)
+    original_prompt: str | None = None  # the user's text when `prompt` is a rewrite of it
+
+
+@dataclass(frozen=True)
+class LineError:
+    source: str
+    message: str
+
+
+@dataclass(frozen=True)
+class PromptFile:
+    path: Path
+    items: list[PromptItem]
+    errors: list[LineError]
+
+
+def read_prompt_file(path: Path) -> PromptFile:
+    """Read a prompt file; raise UsageError only when the file as a whole cannot be read."""
+    if not path.is_file():
+        raise UsageError(f"prompt file {path} does not exist; pass a .txt, .jsonl or .csv file to --prompts")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"prompt file {path} is not UTF-8 text ({exc.reason}); save it as UTF-8") from None
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        items, errors = _read_jsonl(path, text)
+    elif suffix == ".csv":
+        items, errors = _read_csv(path, text)
+    elif suffix in (".txt", ""):
+        items, errors = _read_txt(path, text)
+    else:
+        raise UsageError(f"prompt file {path}: unknown extension {suffix!r}; use .txt, .jsonl or .csv")
+    return PromptFile(path=path, items=items, errors=errors)
+
+
+def items_from_args(prompts: list[str]) -> tuple[list[PromptItem], list[LineError]]:
+    """Prompts given on the command line, checked like file lines."""
+    items: list[PromptItem] = []
+    errors: list[LineError] = []
+    for i, p in enumerate(prompts, start=1):
+        src = f"argument {i}"
+        if not p.strip():
+            errors.append(LineError(src, "empty prompt; give a description of the video"))
+        else:
+            items.append(PromptItem(prompt=p.strip(), source=src))
+    return items, errors
+
+
+def _read_txt(path: Path, text: str) -> tuple[list[PromptItem], list[LineError]]:
+    items = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        s = line.strip()
+        if s and not s.startswith("#"):
+            items.append(PromptItem(prompt=s, source=f"{path}:{n}"))
+    return items, []
+
+
+def _read_jsonl(path: Path, text: str) -> tuple[list[PromptItem], list[LineError]]:
+    items: list[PromptItem] = []
+    errors: list[LineError] = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        src = f"{path}:{n}"
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            errors.append(LineError(src, f"not valid JSON ({exc.msg} at column {exc.colno})"))
+            continue
+        if not isinstance(rec, dict):
+            errors.append(LineError(src, "expected a JSON object with a `prompt` field"))
+            continue
+        if rec.get("ok") is False:
+            errors.append(
+                LineError(src, f"the rewrite of this item failed: {rec.get('error', 'no reason given')}")
+            )
+            continue
+        prompt = rec.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            errors.append(LineError(src, "missing or empty `prompt`"))
+            continue
+        overrides: dict[str, Any] = {}
+        bad = None
+        for key, typ in OVERRIDES.items():
+            if key in rec and rec[key] is not None:
+                val = rec[key]
+                if typ is int and (isinstance(val, bool) or not isinstance(val, int)):
+                    bad = f"`{key}` must be an integer, got {val!r}"
+                    break
+                if typ is str and not isinstance(val, str):
+                    bad = f"`{key}` must be a string, got {val!r}"
+                    break
+                overrides[key] = val
+        if bad:
+            errors.append(LineError(src, bad))
+            continue
+        original = rec.get("original_prompt")
+        items.append(
+            PromptItem(
+                prompt=prompt.strip(),
+                source=src,
+                overrides=overrides,
+                original_prompt=original if isinstance(original, str) else None,
+            )
+        )
+    return items, errors
+
+
+def _read_csv(path: Path, text: str) -> tuple[list[PromptItem], list[LineError]]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        return [], []
+    names = [h.strip().lower() for h in header]
+    if "prompt" not in names:
+        raise UsageError(f"prompt file {path} has no `prompt` column (columns: {', '.join(header)})")
+    col = names.index("prompt")
+    items: list[PromptItem] = []
+    errors: list[LineError] = []
+    for row in reader:
+        # reader.line_num is the physical line where this record ends; quoted newlines make it differ from rows.
+        src = f"{path}:{reader.line_num}"
+        if not any(cell.strip() for cell in row):
+            continue
+        if col >= len(row) or not row[col].strip():
+            errors.append(LineError(src, "empty `prompt` cell"))
+            continue
+        items.append(PromptItem(prompt=row[col].strip(), source=src))
+    return items, errors

@@ -1,0 +1,71 @@
+"""Atomic writes: a temporary name in the same directory, fsync, rename. A crash never leaves a partial file
+under a final name."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+TMP_MARK = ".partial-"
+
+
+def tmp_path_for(final: Path) -> Path:
+    """A temporary sibling of `final` that keeps its suffix (ffmpeg picks the container from it)."""
+    return final.with_name(f"{final.stem}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}{final.suffix}")
+
+
+def fsync_dir(d: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(d, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def fsync_file(p: Path) -> None:
+    with open(p, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def atomic_target(final: Path) -> Iterator[Path]:
+    """Yield a temporary path to write; on success fsync it and rename it to `final`; on failure remove it."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_path_for(final)
+    try:
+        yield tmp
+        if tmp.is_dir():
+            for p in tmp.iterdir():
+                fsync_file(p)
+            if final.exists():
+                shutil.rmtree(final)
+        else:
+            fsync_file(tmp)
+        os.replace(tmp, final)
+        fsync_dir(final.parent)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        raise
+
+
+def write_text_atomic(final: Path, text: str) -> None:
+    with atomic_target(final) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Place `src` at `dst` atomically: a hard link when possible (same file system), else a copy."""
+    with atomic_target(dst) as tmp:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)

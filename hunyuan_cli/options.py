@@ -39,7 +39,12 @@ PromptsFileOpt = Annotated[
         show_default=False,
     ),
 ]
-FramesOpt = Annotated[int, typer.Option("--frames", help="Number of frames, 4k+1.")]
+FramesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--frames", help=f"Number of frames, 4k+1 [default: {_R.frames}, or the model's].", show_default=False
+    ),
+]
 HeightOpt = Annotated[
     int | None, typer.Option("--height", help=f"Multiple of 16 [default: {_R.height}].", show_default=False)
 ]
@@ -51,11 +56,28 @@ SizeOpt = Annotated[
     typer.Option("--size", help="Resolution preset: 720p or 540p (with --aspect).", show_default=False),
 ]
 AspectOpt = Annotated[str, typer.Option("--aspect", help="With --size: 16:9, 9:16, 4:3, 3:4 or 1:1.")]
-StepsOpt = Annotated[int, typer.Option("--steps", help="Denoising steps.")]
+StepsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--steps", help=f"Denoising steps [default: {_R.steps}, or the model's].", show_default=False
+    ),
+]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the first video; video i uses seed + i.")]
 NumVideosOpt = Annotated[int, typer.Option("--num-videos", help="Videos per prompt.")]
-GuidanceOpt = Annotated[float, typer.Option("--guidance", help="Embedded (distilled) guidance scale.")]
-ShiftOpt = Annotated[float, typer.Option("--shift", help="Flow shift of the sigma schedule.")]
+GuidanceOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--guidance",
+        help=f"Embedded (distilled) guidance scale [default: {_R.guidance}].",
+        show_default=False,
+    ),
+]
+ShiftOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--shift", help=f"Flow shift of the sigma schedule [default: {_R.shift}].", show_default=False
+    ),
+]
 CfgOpt = Annotated[
     float,
     typer.Option(
@@ -85,13 +107,21 @@ ResumeOpt = Annotated[
     bool,
     typer.Option("--resume", help="Continue interrupted or --stop-at renders from their last checkpoint."),
 ]
-FpsOpt = Annotated[int, typer.Option("--fps", help="Frames per second of the mp4.")]
+FpsOpt = Annotated[
+    int | None,
+    typer.Option("--fps", help=f"Frames per second of the mp4 [default: {_D.fps}].", show_default=False),
+]
 FormatOpt = Annotated[str, typer.Option("--format", help="mp4 (H.264, yuv420p) or png (a folder of frames).")]
 TilingOpt = Annotated[
     bool, typer.Option("--tiling/--no-tiling", help="VAE tiling (acts on videos larger than one tile).")
 ]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the embedding cache.")]
-TextLenOpt = Annotated[int, typer.Option("--text-len", help="Llama tokens kept per prompt.")]
+TextLenOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--text-len", help=f"Llama tokens kept per prompt [default: {_E.text_len}].", show_default=False
+    ),
+]
 
 DEFAULT_DEVICE = Placement().device
 DEFAULT_DTYPE = Placement().dtype

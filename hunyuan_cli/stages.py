@@ -96,6 +96,13 @@ def _finish(n_items: int, failures: list[tuple[str, str]], line_errors: list[Any
         raise BatchFailure(f"{total} item(s) failed; the others are done; re-run the same command to retry")
 
 
+def _pick(ref: Any, name: str, value: Any, fallback: Any) -> Any:
+    """An option's value: the flag when given, else the model's own default (hyv.json), else hyv's default."""
+    if value is not None:
+        return value
+    return ref.defaults().get(name, fallback)
+
+
 def _placement(device: str, dtype: str) -> Any:
     from render.settings import Placement
 
@@ -130,10 +137,13 @@ def encode(
         from render.settings import EncodeSettings, RenderSettings
 
         items, line_errors = _gather_items(prompts, prompts_file)
-        RenderSettings(frames=frames, height=16, width=16, steps=1).check()  # frames must be 4k+1
-        settings = EncodeSettings(text_len=text_len, placement=_placement(device, dtype))
-        settings.check()
         ref = resolve_model(model)
+        frames = _pick(ref, "frames", frames, R.frames)
+        RenderSettings(frames=frames, height=16, width=16, steps=1).check()  # frames must be 4k+1
+        settings = EncodeSettings(
+            text_len=_pick(ref, "text_len", text_len, E.text_len), placement=_placement(device, dtype)
+        )
+        settings.check()
         _quiet_libraries()
         _announce_model(ref, json_out)
         _report_line_errors(line_errors)
@@ -183,16 +193,17 @@ def encode(
 
 
 def _render_settings(
-    frames: int,
+    ref: Any,
+    frames: int | None,
     height: int | None,
     width: int | None,
     size: str | None,
     aspect: str,
-    steps: int,
+    steps: int | None,
     seed: int,
     num_videos: int,
-    guidance: float,
-    shift: float,
+    guidance: float | None,
+    shift: float | None,
     cfg_scale: float,
     neg_prompt: str | None,
     save_every: int,
@@ -202,16 +213,19 @@ def _render_settings(
 ) -> Any:
     from render.settings import RenderSettings
 
-    h, w = resolve_size(size, aspect, height, width)
+    if size is not None:
+        h, w = resolve_size(size, aspect, height, width)
+    else:
+        h, w = _pick(ref, "height", height, R.height), _pick(ref, "width", width, R.width)
     s = RenderSettings(
-        frames=frames,
+        frames=_pick(ref, "frames", frames, R.frames),
         height=h,
         width=w,
-        steps=steps,
+        steps=_pick(ref, "steps", steps, R.steps),
         seed=seed,
         num_videos=num_videos,
-        guidance=guidance,
-        shift=shift,
+        guidance=_pick(ref, "guidance", guidance, R.guidance),
+        shift=_pick(ref, "shift", shift, R.shift),
         cfg_scale=cfg_scale,
         neg_prompt=neg_prompt,
         save_every=save_every,
@@ -255,7 +269,9 @@ def render(
         from render.errors import UsageError
         from render.loading import resolve_model
 
+        ref = resolve_model(model)
         s = _render_settings(
+            ref,
             frames,
             height,
             width,
@@ -275,10 +291,9 @@ def render(
         )
         paths = list(embeddings or [])
         line_errors: list[Any] = []
-        ref = resolve_model(model)
         _quiet_libraries()
         if prompts_file is not None:
-            found, line_errors = _embeddings_for_prompt_file(prompts_file, ref, frames, workdir)
+            found, line_errors = _embeddings_for_prompt_file(prompts_file, ref, s.frames, workdir)
             paths += found
         if not paths and not line_errors:
             raise UsageError("no embeddings given: pass artifacts from `hyv encode`, or --prompts FILE")
@@ -286,7 +301,7 @@ def render(
         for p in paths:  # every input checked before any model loads
             _, m = read_manifest(p, "embeddings")
             labels[p] = m.get("prompt") or p.stem
-        neg = _negative_embeddings(s, ref, workdir, frames) if s.negative_prompt is not None else None
+        neg = _negative_embeddings(s, ref, workdir, s.frames) if s.negative_prompt is not None else None
         jobs = [j for p in paths for j in expand_seeds(p, s, labels[p], neg)]
         jobs = [type(j)(j.embeddings, j.seed, _one(s, j.seed), j.label, j.neg_embeddings) for j in jobs]
         _announce_model(ref, json_out)
@@ -395,11 +410,13 @@ def decode(
         from render.loading import resolve_model
         from render.settings import DecodeSettings
 
-        settings = DecodeSettings(fps=fps, format=fmt, tiling=tiling, placement=_placement(device, dtype))
-        settings.check()
         for p in latents:
             check_latents_file(p)
         ref = resolve_model(model)
+        settings = DecodeSettings(
+            fps=_pick(ref, "fps", fps, D.fps), format=fmt, tiling=tiling, placement=_placement(device, dtype)
+        )
+        settings.check()
         _quiet_libraries()
         _announce_model(ref, json_out)
         with RichProgress(not json_out) as progress:
@@ -487,7 +504,9 @@ def run(
         from render.pipeline import RunItem, run_batch
         from render.settings import DecodeSettings, EncodeSettings
 
+        ref = resolve_model(model)
         s = _render_settings(
+            ref,
             frames,
             height,
             width,
@@ -505,12 +524,13 @@ def run(
             device,
             dtype,
         )
-        dec = DecodeSettings(fps=fps, format=fmt, tiling=tiling, placement=s.placement)
+        dec = DecodeSettings(
+            fps=_pick(ref, "fps", fps, D.fps), format=fmt, tiling=tiling, placement=s.placement
+        )
         dec.check()
-        enc = EncodeSettings(text_len=text_len, placement=s.placement)
+        enc = EncodeSettings(text_len=_pick(ref, "text_len", text_len, E.text_len), placement=s.placement)
         enc.check()
         items, line_errors = _gather_items(prompts, prompts_file)
-        ref = resolve_model(model)
         rewrite_info: dict[str, Any] | None = None
         if rewrite is not None:
             from hunyuan_cli.rewrite_bridge import rewrite_items

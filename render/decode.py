@@ -149,18 +149,38 @@ def _decode_one(
     meter: StageMeter,
     progress: Progress,
 ) -> None:
-    import torch
+    from filelock import FileLock
 
-    from render.video import write_mp4, write_png_folder
+    from render.fsutil import lock_path
 
     art = read_artifact(r.job.latents, "latents")
     sha = art.sha256
     out = output_path(r.job, workdir, settings)
     r.path, r.manifest_path = out, sidecar(out)
-    if is_decoded(out, sha, settings):
-        r.status = "skipped"
-        progress.item("skipped", out.name)
-        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Another process decoding the same latents holds the lock; wait for it, then find the video done.
+    with FileLock(str(lock_path(workdir, out.name))):
+        if is_decoded(out, sha, settings):
+            r.status = "skipped"
+            progress.item("skipped", out.name)
+            return
+        _write_video(st, r, art, sha, out, settings, meter, progress)
+
+
+def _write_video(
+    st: VAEStage,
+    r: DecodeResult,
+    art: Any,
+    sha: str,
+    out: Path,
+    settings: DecodeSettings,
+    meter: StageMeter,
+    progress: Progress,
+) -> None:
+    import torch
+
+    from render.video import write_mp4, write_png_folder
+
     lat = art.tensors["latents"]  # [1, C, T, h, w]
     want_c = int(st.config.get("latent_channels", 16))
     if lat.ndim != 5 or lat.shape[0] != 1 or lat.shape[1] != want_c:

@@ -4,18 +4,18 @@ Files in `workdir/latents/`:
   <stem>.safetensors          the final latents [1, C, T_lat, H/8, W/8] (not divided by the VAE scaling factor)
   <stem>.ckpt.safetensors     the last checkpoint (latents after step k); removed when the render completes
   <stem>.preview.safetensors  at --stop-at: the predicted clean latents x0 at that step, decodable as a preview
-  <stem>.lock                 held while a process renders the item
+and `workdir/.locks/<stem>.safetensors.lock`, held while a process renders the item.
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from render.artifacts import is_valid, read_artifact, read_manifest, write_artifact
 from render.errors import ArtifactError, HyvError, IncompatibleError, NonFiniteError, UsageError
+from render.fsutil import lock_path
 from render.hashing import key_of, weights_identity
 from render.loading import (
     ModelRef,
@@ -183,7 +183,7 @@ def render_jobs(
                     r.status, r.step = "skipped", r.job.settings.steps
                     progress.item("skipped", r.job.label)
                     continue
-                lock = FileLock(str(r.path.with_suffix(".lock")))
+                lock = FileLock(str(lock_path(workdir, r.path.name)))
                 try:
                     lock.acquire(timeout=-1 if blocking else 0)
                 except Timeout:
@@ -202,8 +202,6 @@ def render_jobs(
                     _fail(r, exc, progress)
                 finally:
                     lock.release()
-                    with contextlib.suppress(OSError):
-                        Path(lock.lock_file).unlink()
     finally:
         if own:
             st.close()
@@ -266,6 +264,9 @@ def _render_one(
         if start >= end and s.stop_at is not None:
             r.status, r.step, r.checkpoint = "stopped", start, ckpt
             return
+    elif ckpt.exists():
+        progress.warn(f"{ckpt.name}: a checkpoint of this render exists; add --resume to continue from it "
+                      "(starting over)")
     if latents is None:
         latents = initial_noise(st.latent_shape(s), r.job.seed, device)  # [1, C, T, H, W] float32
     base = {

@@ -69,3 +69,11 @@ def link_or_copy(src: Path, dst: Path) -> None:
             os.link(src, tmp)
         except OSError:
             shutil.copyfile(src, tmp)
+
+
+def lock_path(workdir: Path, name: str) -> Path:
+    """Where the lock of an item lives: `workdir/.locks/`, out of the way of the artifacts. Lock files are left in
+    place (deleting one another process waits on would let a third process take it at the same time)."""
+    d = workdir / ".locks"
+    d.mkdir(parents=True, exist_ok=True)
+    return d / f"{name}.lock"

@@ -37,6 +37,17 @@ class ModelRef:
     def component(self, name: str) -> Path:
         return self.path / name
 
+    def defaults(self) -> dict[str, Any]:
+        """Sampling defaults a model ships in `hyv.json` ({"defaults": {"frames": .., "steps": ..}}), e.g. the
+        bundled demo model, whose size is far from HunyuanVideo's 129x720x1280. Flags still win."""
+        p = self.path / "hyv.json"
+        if not p.is_file():
+            return {}
+        try:
+            return dict(json.loads(p.read_text()).get("defaults", {}))
+        except (json.JSONDecodeError, AttributeError):
+            raise ModelNotFoundError(f"{p} is not valid JSON with a `defaults` object") from None
+
     def config(self, name: str) -> dict[str, Any]:
         """A component's config.json (no weights are read)."""
         p = self.path / name / ("scheduler_config.json" if name == "scheduler" else "config.json")

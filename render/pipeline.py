@@ -11,6 +11,7 @@ from render.decode import DecodeJob, DecodeResult, VAEStage, decode_jobs
 from render.denoise import DiTStage, RenderJob, RenderResult, render_jobs, with_overrides
 from render.encode import EncodeJob, EncodeResult, TextEncoderStage, encode_jobs
 from render.loading import STAGE_COMPONENTS, ModelRef, check_components
+from render.errors import SettingsError
 from render.progress import NullProgress, Progress
 from render.settings import DecodeSettings, EncodeSettings, RenderSettings
 
@@ -34,6 +35,7 @@ class VideoEntry:
     status: str = "pending"  # done | skipped | stopped | failed
     error: str | None = None
     preview: bool = False
+    rendered: bool = False  # this process ran the DiT for it (False: its latents were already there)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -45,6 +47,7 @@ class VideoEntry:
             "latents": str(self.latents) if self.latents else None,
             "video": str(self.video) if self.video else None,
             "preview": self.preview,
+            "rendered": self.rendered,
             "error": self.error,
         }
 
@@ -77,10 +80,18 @@ def run_batch(
     progress = progress or NullProgress()
     for stage_name in STAGE_COMPONENTS:  # a missing VAE is reported before hours of rendering, not after
         check_components(model, stage_name)
-    per_item = [with_overrides(ren, it.overrides) for it in items]
-    for s in per_item:
-        s.check()
     dec.check()
+    # A per-item setting that cannot work (frames 10 in one .jsonl line) fails that item, not the batch.
+    bad: list[tuple[RunItem, str]] = []
+    good: list[RunItem] = []
+    for it in items:
+        try:
+            with_overrides(ren, it.overrides).check()
+            good.append(it)
+        except SettingsError as exc:
+            bad.append((it, str(exc)))
+    items = good
+    per_item = [with_overrides(ren, it.overrides) for it in items]
 
     # 1. Encode: the prompts, and the negative prompts of items with true CFG.
     te = TextEncoderStage(model, enc)
@@ -133,6 +144,7 @@ def run_batch(
     to_decode: list[tuple[VideoEntry, DecodeJob]] = []
     for (v, _), rr in zip(render_list, ren_results, strict=True):
         v.latents = rr.path
+        v.rendered = rr.status in ("done", "stopped")
         if rr.status == "failed":
             v.status, v.error = "failed", rr.error
         elif rr.status == "stopped":
@@ -155,6 +167,12 @@ def run_batch(
             v.status, v.error = "failed", dr.error
         elif v.status != "stopped":
             v.status = "done" if dr.status == "done" else "skipped"
+    for it, msg in bad:
+        report.videos.append(
+            VideoEntry(
+                it.prompt, it.source, int(it.overrides.get("seed", ren.seed)), status="failed", error=msg
+            )
+        )
     report.failed = [(v.source, v.error or "") for v in report.videos if v.status == "failed"]
     return report
 

@@ -10,8 +10,8 @@ from typing import Any
 from render.decode import DecodeJob, DecodeResult, VAEStage, decode_jobs
 from render.denoise import DiTStage, RenderJob, RenderResult, render_jobs, with_overrides
 from render.encode import EncodeJob, EncodeResult, TextEncoderStage, encode_jobs
-from render.loading import STAGE_COMPONENTS, ModelRef, check_components
 from render.errors import SettingsError
+from render.loading import STAGE_COMPONENTS, ModelRef, check_components
 from render.progress import NullProgress, Progress
 from render.settings import DecodeSettings, EncodeSettings, RenderSettings
 

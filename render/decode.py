@@ -50,6 +50,9 @@ def sidecar(path: Path) -> Path:
 
 class VAEStage:
     def __init__(self, model: ModelRef, settings: DecodeSettings) -> None:
+        import imageio_ffmpeg  # noqa: F401
+        from diffusers import AutoencoderKLHunyuanVideo  # noqa: F401
+
         check_components(model, "decode")
         self.model, self.settings = model, settings
         self.config = model.config("vae")

@@ -75,6 +75,9 @@ class DiTStage:
     """Loads the transformer on first use, so a batch whose latents all exist loads nothing."""
 
     def __init__(self, model: ModelRef, placement_settings: RenderSettings) -> None:
+        from diffusers import FlowMatchEulerDiscreteScheduler, HunyuanVideoTransformer3DModel  # noqa: F401
+        from filelock import FileLock  # noqa: F401
+
         check_components(model, "render")
         self.model = model
         self.placement = placement_settings.placement

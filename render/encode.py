@@ -49,7 +49,8 @@ class TextEncoderStage:
     """Tokenizers load at once (cheap, needed for cache keys); the text encoders load on the first cache miss."""
 
     def __init__(self, model: ModelRef, settings: EncodeSettings) -> None:
-        from transformers import AutoTokenizer
+        # Imported here, not at first use, so a stage's measured time is its work, not Python imports.
+        from transformers import AutoTokenizer, CLIPTextModel, LlamaModel  # noqa: F401
 
         settings.check()
         check_components(model, "encode")

@@ -293,3 +293,21 @@ def test_init_tiny_refuses_non_empty_dir(tmp_path: Path, runner) -> None:  # typ
     r = hyv(runner, "models", "init-tiny", tmp_path / "x")
     assert r.exit_code == 2 and "--force" in _err(r)
     assert (tmp_path / "x" / "keep.txt").read_text() == "mine"
+
+
+def test_model_defaults_from_hyv_json(tiny_model: Path, tmp_path: Path, runner) -> None:  # type: ignore[no-untyped-def]
+    """A model's hyv.json sets defaults (the bundled demo model needs small ones); flags still win."""
+    import shutil
+
+    m = tmp_path / "m"
+    shutil.copytree(tiny_model, m)
+    (m / "hyv.json").write_text(
+        json.dumps({"defaults": {"frames": 5, "height": 16, "width": 32, "steps": 2, "fps": 8}})
+    )
+    r = hyv(runner, "run", PROMPT, "--model", m, "--json", "--workdir", tmp_path / "a")
+    assert r.exit_code == 0, r.output
+    v = json.loads(r.stdout)["videos"][0]
+    frames, fps = read_mp4(Path(v["video"]))
+    assert frames.shape == (5, 16, 32, 3) and fps == 8
+    r = hyv(runner, "run", PROMPT, "--model", m, "--frames", "9", "--json", "--workdir", tmp_path / "b")
+    assert read_mp4(Path(json.loads(r.stdout)["videos"][0]["video"]))[0].shape == (9, 16, 32, 3)

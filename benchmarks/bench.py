@@ -1,7 +1,7 @@
 """Benchmarks against diffusers' HunyuanVideoPipeline on the same random-weight model, same machine, same session.
 
     python benchmarks/bench.py stages  [--preset medium] [--frames 33 --height 256 --width 256 --steps 10] [--reps 3]
-    python benchmarks/bench.py batch   [--preset small]  [--frames 17 --height 64 --width 64 --steps 10] [--reps 3]
+    python benchmarks/bench.py batch   [--preset medium] [--frames 17 --height 64 --width 64 --steps 10] [--reps 3]
 
 `stages`: each hyv stage as its own process (encode, render, decode) against one diffusers process doing the same.
 `batch`:  an 8-item .jsonl batch (4 prompts x 2 seeds) through one `hyv run --prompts` against 8 separate diffusers
@@ -246,7 +246,7 @@ def main() -> None:
     ap.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "hyv-bench")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
-    dflt = {"stages": ("medium", 33, 256, 256), "batch": ("small", 17, 64, 64)}[a.which]
+    dflt = {"stages": ("medium", 33, 256, 256), "batch": ("medium", 17, 64, 64)}[a.which]
     a.preset = a.preset or dflt[0]
     a.frames = a.frames or dflt[1]
     a.height = a.height or dflt[2]

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from hunyuan_cli import admin, stages
+from hunyuan_cli import admin, rewrite_cmd, stages
 from hunyuan_cli.common import STATE
 
 app = typer.Typer(
@@ -45,12 +45,7 @@ app.command(rich_help_panel="Stages")(stages.encode)
 app.command(rich_help_panel="Stages")(stages.render)
 app.command(rich_help_panel="Stages")(stages.decode)
 app.command(rich_help_panel="Stages")(stages.run)
-try:
-    from hunyuan_cli import rewrite_cmd
-
-    rewrite_cmd.register(app)
-except ImportError:  # pragma: no cover - the rewrite command is part of the package
-    pass
+rewrite_cmd.register(app)
 app.add_typer(admin.models_app, name="models", rich_help_panel="Models and artifacts")
 app.add_typer(admin.cache_app, name="cache", rich_help_panel="Models and artifacts")
 app.command("inspect", rich_help_panel="Models and artifacts")(admin.inspect)

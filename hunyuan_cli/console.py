@@ -8,6 +8,7 @@ from collections import Counter
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 __all__ = ["Console", "RichProgress", "err_console"]
 
@@ -72,7 +73,7 @@ class RichProgress:
             return
         if self._steps is not None:
             self._p.remove_task(self._steps)
-        short = label if len(label) <= 40 else label[:39] + "…"
+        short = escape(label if len(label) <= 40 else label[:39] + "…")
         self._steps = self._p.add_task(f"  {short}", total=total)
 
     def step(self, n: int = 1) -> None:
@@ -81,4 +82,4 @@ class RichProgress:
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
-        err_console.print(f"[yellow]warning:[/] {message}", markup=True)
+        err_console.print(f"[yellow]warning:[/] {escape(message)}", markup=True)

@@ -55,7 +55,10 @@ SizeOpt = Annotated[
     str | None,
     typer.Option("--size", help="Resolution preset: 720p or 540p (with --aspect).", show_default=False),
 ]
-AspectOpt = Annotated[str, typer.Option("--aspect", help="With --size: 16:9, 9:16, 4:3, 3:4 or 1:1.")]
+AspectOpt = Annotated[
+    str | None,
+    typer.Option("--aspect", help="With --size: 16:9 (default), 9:16, 4:3, 3:4 or 1:1.", show_default=False),
+]
 StepsOpt = Annotated[
     int | None,
     typer.Option(
@@ -127,14 +130,18 @@ DEFAULT_DEVICE = Placement().device
 DEFAULT_DTYPE = Placement().dtype
 
 
-def resolve_size(size: str | None, aspect: str, height: int | None, width: int | None) -> tuple[int, int]:
+def resolve_size(
+    size: str | None, aspect: str | None, height: int | None, width: int | None
+) -> tuple[int, int]:
     from render.errors import SettingsError
     from render.settings import size_from_preset
 
+    if size is None and aspect is not None:
+        raise SettingsError("--aspect goes with --size (720p or 540p); or give --height and --width")
     if size is not None:
         if height is not None or width is not None:
             raise SettingsError("give either --size/--aspect or --height/--width, not both")
-        return size_from_preset(size, aspect)
+        return size_from_preset(size, aspect or "16:9")
     return (height if height is not None else _R.height, width if width is not None else _R.width)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from hunyuan_cli.common import DEFAULT_WORKDIR, JsonOpt, WorkdirOpt, emit_json, reported_errors
 from hunyuan_cli.console import RichProgress, err_console
@@ -80,7 +81,9 @@ def _gather_items(prompts: list[str] | None, prompts_file: Path | None) -> tuple
 
 def _report_line_errors(errors: list[Any]) -> None:
     for e in errors:
-        err_console.print(f"[red]skipped[/] {e.source}: {e.message}", markup=True, highlight=False)
+        err_console.print(
+            f"[red]skipped[/] {escape(e.source)}: {escape(e.message)}", markup=True, highlight=False
+        )
 
 
 def _finish(n_items: int, failures: list[tuple[str, str]], line_errors: list[Any]) -> None:
@@ -90,7 +93,7 @@ def _finish(n_items: int, failures: list[tuple[str, str]], line_errors: list[Any
     if n_items == 1 and len(failures) == 1 and not line_errors:
         raise RuntimeFailure(failures[0][1])
     for src, msg in failures:
-        err_console.print(f"[red]failed[/] {src}: {msg}", markup=True, highlight=False)
+        err_console.print(f"[red]failed[/] {escape(src)}: {escape(msg)}", markup=True, highlight=False)
     total = len(failures) + len(line_errors)
     if total:
         raise BatchFailure(f"{total} item(s) failed; the others are done; re-run the same command to retry")
@@ -198,7 +201,7 @@ def _render_settings(
     height: int | None,
     width: int | None,
     size: str | None,
-    aspect: str,
+    aspect: str | None,
     steps: int | None,
     seed: int,
     num_videos: int,
@@ -213,7 +216,7 @@ def _render_settings(
 ) -> Any:
     from render.settings import RenderSettings
 
-    if size is not None:
+    if size is not None or aspect is not None:
         h, w = resolve_size(size, aspect, height, width)
     else:
         h, w = _pick(ref, "height", height, R.height), _pick(ref, "width", width, R.width)
@@ -246,7 +249,7 @@ def render(
     height: HeightOpt = None,
     width: WidthOpt = None,
     size: SizeOpt = None,
-    aspect: AspectOpt = "16:9",
+    aspect: AspectOpt = None,
     steps: StepsOpt = None,
     seed: SeedOpt = R.seed,
     num_videos: NumVideosOpt = R.num_videos,
@@ -265,7 +268,7 @@ def render(
     """Embeddings -> latents, one artifact per (prompt, seed). Resumable with --save-every/--stop-at/--resume."""
     with reported_errors():
         from render.artifacts import read_manifest
-        from render.denoise import expand_seeds, render_jobs
+        from render.denoise import RenderJob, render_jobs
         from render.errors import UsageError
         from render.loading import resolve_model
 
@@ -289,21 +292,33 @@ def render(
             device,
             dtype,
         )
-        paths = list(embeddings or [])
+        inputs: list[tuple[Path, Any]] = [(p, s) for p in embeddings or []]
         line_errors: list[Any] = []
         _quiet_libraries()
         if prompts_file is not None:
-            found, line_errors = _embeddings_for_prompt_file(prompts_file, ref, s.frames, workdir)
-            paths += found
-        if not paths and not line_errors:
+            found, line_errors = _embeddings_for_prompt_file(prompts_file, ref, s, workdir)
+            inputs += found
+        if not inputs and not line_errors:
             raise UsageError("no embeddings given: pass artifacts from `hyv encode`, or --prompts FILE")
         labels = {}
-        for p in paths:  # every input checked before any model loads
+        for p, _ in inputs:  # every input checked before any model loads
             _, m = read_manifest(p, "embeddings")
             labels[p] = m.get("prompt") or p.stem
-        neg = _negative_embeddings(s, ref, workdir, s.frames) if s.negative_prompt is not None else None
-        jobs = [j for p in paths for j in expand_seeds(p, s, labels[p], neg)]
-        jobs = [type(j)(j.embeddings, j.seed, _one(s, j.seed), j.label, j.neg_embeddings) for j in jobs]
+        negs: dict[tuple[str, bool], Path] = {}
+        for _, si in inputs:
+            if si.negative_prompt is not None and (si.negative_prompt, si.frames > 1) not in negs:
+                negs[(si.negative_prompt, si.frames > 1)] = _negative_embeddings(si, ref, workdir, si.frames)
+        jobs = [
+            RenderJob(
+                p,
+                si.seed + i,
+                _one(si, si.seed + i),
+                labels[p],
+                negs.get((si.negative_prompt, si.frames > 1)),
+            )
+            for p, si in inputs
+            for i in range(si.num_videos)
+        ]
         _announce_model(ref, json_out)
         _report_line_errors(line_errors)
         with RichProgress(not json_out) as progress:
@@ -343,32 +358,46 @@ def _one(s: Any, seed: int) -> Any:
 
 
 def _embeddings_for_prompt_file(
-    path: Path, ref: Any, frames: int, workdir: Path
-) -> tuple[list[Path], list[Any]]:
-    """The embeddings of a prompt file's items, found by content key (no text encoder is loaded)."""
+    path: Path, ref: Any, s: Any, workdir: Path
+) -> tuple[list[tuple[Path, Any]], list[Any]]:
+    """(embeddings, per-item render settings) of a prompt file's items, found by content key in the workdir or the
+    cache (no text encoder is loaded); items not encoded yet, or with impossible settings, are line errors."""
     from render import cache
     from render.artifacts import is_valid
     from render.batch import LineError, read_prompt_file
-    from render.encode import TextEncoderStage
-    from render.fsutil import link_or_copy
+    from render.denoise import with_overrides
+    from render.encode import EncodeJob, TextEncoderStage, materialize
+    from render.errors import SettingsError
     from render.naming import artifact_stem
     from render.settings import EncodeSettings
 
     pf = read_prompt_file(path)
-    st = TextEncoderStage(ref, EncodeSettings())
-    found, errors = [], list(pf.errors)
+    st = TextEncoderStage(
+        ref, EncodeSettings(text_len=ref.defaults().get("text_len", E.text_len), placement=s.placement)
+    )
+    found: list[tuple[Path, Any]] = []
+    errors = list(pf.errors)
     for it in pf.items:
-        t = st.template(int(it.overrides.get("frames", frames)))
-        key = st.key(it.prompt, t)
+        si = with_overrides(s, it.overrides)
+        try:
+            si.check()
+        except SettingsError as exc:
+            errors.append(LineError(it.source, str(exc)))
+            continue
+        key = st.key(it.prompt, st.template(si.frames))
         dst = (
             workdir
             / "embeddings"
             / f"{artifact_stem(it.overrides.get('name') or it.prompt, key)}.safetensors"
         )
         if not is_valid(dst, "embeddings") and is_valid(cache.entry_path(key), "embeddings"):
-            link_or_copy(cache.entry_path(key), dst)
+            materialize(
+                cache.entry_path(key),
+                dst,
+                EncodeJob(it.prompt, si.frames, it.source, original_prompt=it.original_prompt),
+            )
         if is_valid(dst, "embeddings"):
-            found.append(dst)
+            found.append((dst, si))
         else:
             errors.append(LineError(it.source, f"not encoded yet; run `hyv encode --prompts {path}` first"))
     return found, errors
@@ -381,7 +410,7 @@ def _negative_embeddings(s: Any, ref: Any, workdir: Path, frames: int) -> Path:
     from render.settings import EncodeSettings
 
     res = encode_jobs(
-        [EncodeJob(s.negative_prompt, frames, "negative prompt", "negative")],
+        [EncodeJob(s.negative_prompt, frames, "negative prompt", "negative", folder="negative-embeddings")],
         ref,
         EncodeSettings(placement=s.placement),
         workdir,
@@ -450,7 +479,7 @@ def run(
     height: HeightOpt = None,
     width: WidthOpt = None,
     size: SizeOpt = None,
-    aspect: AspectOpt = "16:9",
+    aspect: AspectOpt = None,
     steps: StepsOpt = None,
     seed: SeedOpt = R.seed,
     num_videos: NumVideosOpt = R.num_videos,

@@ -2,7 +2,7 @@
 
 Files in `workdir/latents/`:
   <stem>.safetensors          the final latents [1, C, T_lat, H/8, W/8] (not divided by the VAE scaling factor)
-  <stem>.ckpt.safetensors     the last checkpoint (latents after step k); removed when the render completes
+  .checkpoints/<stem>.safetensors  the last checkpoint (latents after step k); removed when the render completes
   <stem>.preview.safetensors  at --stop-at: the predicted clean latents x0 at that step, decodable as a preview
 and `workdir/.locks/<stem>.safetensors.lock`, held while a process renders the item.
 """
@@ -22,6 +22,7 @@ from render.loading import (
     check_components,
     load_scheduler,
     load_transformer,
+    out_of_memory,
     release_memory,
     resolve_placement,
     vae_factors,
@@ -203,12 +204,23 @@ def render_jobs(
                     raise
                 except HyvError as exc:
                     _fail(r, exc, progress)
+                except Exception as exc:
+                    oom = out_of_memory(exc)
+                    if oom is None:
+                        raise
+                    _fail(r, oom, progress)
                 finally:
                     lock.release()
+                    inp.cond = inp.uncond = None
     finally:
         if own:
             st.close()
     return results
+
+
+def checkpoint_path(final: Path) -> Path:
+    """Checkpoints live in `latents/.checkpoints/`, out of the way of `latents/*.safetensors` globs."""
+    return final.parent / ".checkpoints" / final.name
 
 
 def _fail(r: RenderResult, exc: Exception, progress: Progress) -> None:
@@ -217,32 +229,37 @@ def _fail(r: RenderResult, exc: Exception, progress: Progress) -> None:
 
 
 def _prepare(st: DiTStage, r: RenderResult) -> tuple[_Inputs, str]:
-    from render.sample import Conditioning
+    """Check the inputs and compute the render key from their headers; the tensors load later, one item at a time
+    (a batch of hundreds does not hold every embedding in memory)."""
+    from render.hashing import file_sha256
 
     s = r.job.settings
-    emb = read_artifact(r.job.embeddings, "embeddings")
-    st.check_embeddings(emb.path, emb.manifest, s.frames)
-    cond = Conditioning(
-        emb.tensors["prompt_embeds"],
-        emb.tensors["prompt_attention_mask"],
-        emb.tensors["pooled_prompt_embeds"],
-    )
-    inputs = [{"kind": "embeddings", "path": str(emb.path), "sha256": emb.sha256}]
-    uncond, neg_manifest = None, None
+    _, emb_manifest = read_manifest(r.job.embeddings, "embeddings")
+    st.check_embeddings(r.job.embeddings, emb_manifest, s.frames)
+    inputs = [{"kind": "embeddings", "path": str(r.job.embeddings), "sha256": file_sha256(r.job.embeddings)}]
+    neg_manifest = None
     if s.cfg_scale > 1.0:
         if r.job.neg_embeddings is None:
             raise UsageError("cfg-scale > 1 needs embeddings of the negative prompt")
-        neg = read_artifact(r.job.neg_embeddings, "embeddings")
-        st.check_embeddings(neg.path, neg.manifest, s.frames)
-        uncond = Conditioning(
-            neg.tensors["prompt_embeds"],
-            neg.tensors["prompt_attention_mask"],
-            neg.tensors["pooled_prompt_embeds"],
+        _, neg_manifest = read_manifest(r.job.neg_embeddings, "embeddings")
+        st.check_embeddings(r.job.neg_embeddings, neg_manifest, s.frames)
+        inputs.append(
+            {
+                "kind": "neg_embeddings",
+                "path": str(r.job.neg_embeddings),
+                "sha256": file_sha256(r.job.neg_embeddings),
+            }
         )
-        neg_manifest = neg.manifest
-        inputs.append({"kind": "neg_embeddings", "path": str(neg.path), "sha256": neg.sha256})
-    key = render_key(st, emb.manifest, neg_manifest, r.job)
-    return _Inputs(cond, uncond, emb.manifest, inputs), key
+    key = render_key(st, emb_manifest, neg_manifest, r.job)
+    return _Inputs(None, None, emb_manifest, inputs), key
+
+
+def _conditioning(path: Path) -> Any:
+    from render.sample import Conditioning
+
+    t = read_artifact(path, "embeddings").tensors
+    # prompt_embeds [1, L, D], prompt_attention_mask [1, L], pooled_prompt_embeds [1, P]
+    return Conditioning(t["prompt_embeds"], t["prompt_attention_mask"], t["pooled_prompt_embeds"])
 
 
 def _render_one(
@@ -254,22 +271,29 @@ def _render_one(
 
     assert r.path is not None
     s = r.job.settings
-    ckpt = r.path.with_name(r.path.name.replace(".safetensors", ".ckpt.safetensors"))
+    ckpt = checkpoint_path(r.path)
     preview = r.path.with_name(r.path.name.replace(".safetensors", ".preview.safetensors"))
-    end = s.stop_at or s.steps
     tr = st.transformer
     device = st.device
     scheduler = load_scheduler(st.model, s.shift)
     set_schedule(scheduler, s.steps, device)
-    start, latents = 0, None
-    if resume and ckpt.exists():
-        start, latents = _load_checkpoint(ckpt, key, device)
-        if start >= end and s.stop_at is not None:
-            r.status, r.step, r.checkpoint = "stopped", start, ckpt
-            return
-    elif ckpt.exists():
-        progress.warn(f"{ckpt.name}: a checkpoint of this render exists; add --resume to continue from it "
-                      "(starting over)")
+    # A checkpoint of this very render (same key) is always continued from: re-running an interrupted command
+    # loses no step. --resume also carries a render stopped at --stop-at past its stop point.
+    start, latents = _load_checkpoint(ckpt, key, device) if ckpt.exists() else (0, None)
+    end = s.steps if s.stop_at is None or (resume and start >= s.stop_at) else s.stop_at
+    if latents is not None and start >= end:
+        r.status, r.step, r.checkpoint = "stopped", start, ckpt
+        r.preview = preview if preview.exists() else None
+        return
+    if latents is not None:
+        progress.warn(
+            f"{r.job.label[:50]!r} (seed {r.job.seed}): continuing from the checkpoint at step {start}"
+        )
+    if inp.cond is None:
+        inp.cond = _conditioning(r.job.embeddings)
+        inp.uncond = (
+            _conditioning(r.job.neg_embeddings) if r.job.neg_embeddings and s.cfg_scale > 1.0 else None
+        )
     if latents is None:
         latents = initial_noise(st.latent_shape(s), r.job.seed, device)  # [1, C, T, H, W] float32
     base = {
@@ -298,6 +322,8 @@ def _render_one(
         last_x0[0] = x0
         done = i + 1
         if s.save_every and done % s.save_every == 0 and done < s.steps:
+            if not bool(torch.isfinite(lat).all()):  # never keep a checkpoint a resume would carry on from
+                raise NonFiniteError(f"NaN or Inf in the latents at step {done}; nothing was kept")
             _save_checkpoint(ckpt, lat, done, base, meter)
 
     latents = denoise(

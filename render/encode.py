@@ -14,7 +14,6 @@ from typing import Any
 from render import cache
 from render.artifacts import is_valid, write_artifact
 from render.errors import HyvError, NonFiniteError, RuntimeFailure, UsageError
-from render.fsutil import link_or_copy
 from render.hashing import key_of, weights_identity
 from render.loading import ModelRef, TextEncoders, check_components, load_text_encoders, release_memory
 from render.manifest import StageMeter, versions
@@ -33,6 +32,7 @@ class EncodeJob:
     source: str = ""  # "file:line" or "argument N", for messages
     name: str | None = None  # file-name label instead of the prompt
     original_prompt: str | None = None  # the user's text when `prompt` is a rewrite
+    folder: str = "embeddings"  # under the workdir; negative prompts go to "negative-embeddings"
 
 
 @dataclass
@@ -169,19 +169,18 @@ def encode_jobs(
     progress = progress or NullProgress()
     own = stage is None
     st = stage or TextEncoderStage(model, settings)
-    out_dir = workdir / "embeddings"
     results = [EncodeResult(job=j) for j in jobs]
     progress.stage("encode", len(jobs))
     todo: list[tuple[EncodeResult, Template]] = []
     for r in results:
         t = st.template(r.job.frames)
         r.key = st.key(r.job.prompt, t)
-        r.path = out_dir / f"{artifact_stem(r.job.name or r.job.prompt, r.key)}.safetensors"
+        r.path = workdir / r.job.folder / f"{artifact_stem(r.job.name or r.job.prompt, r.key)}.safetensors"
         entry = cache.entry_path(r.key)
         if is_valid(r.path, "embeddings"):
             r.cached = True
         elif use_cache and is_valid(entry, "embeddings"):
-            link_or_copy(entry, r.path)
+            materialize(entry, r.path, r.job)
             r.cached = True
         if r.cached:
             cache.touch(entry)
@@ -223,7 +222,7 @@ def encode_jobs(
             progress.item("failed", r.job.prompt)
         else:
             if r.path != src.path:
-                link_or_copy(src.path, r.path)
+                materialize(src.path, r.path, r.job)
             r.cached = True
             progress.item("cached", r.job.prompt)
     for r in results:
@@ -275,9 +274,24 @@ def _encode_chunk(
                 **meter.record(),
             }
             assert r.path is not None
-            if use_cache:
-                entry = cache.entry_path(r.key)
-                write_artifact(entry, "embeddings", one, manifest)
-                link_or_copy(entry, r.path)
-            else:
-                write_artifact(r.path, "embeddings", one, manifest)
+            if use_cache:  # the shared entry holds no per-run fields (source, original prompt)
+                shared = {k: v for k, v in manifest.items() if k not in RUN_FIELDS}
+                write_artifact(cache.entry_path(r.key), "embeddings", one, shared)
+            write_artifact(r.path, "embeddings", one, manifest)
+
+
+RUN_FIELDS = ("source", "original_prompt")
+
+
+def materialize(src: Path, dst: Path, job: EncodeJob) -> None:
+    """Place cached embeddings in the workdir with this run's own per-run fields in the manifest."""
+    from render.artifacts import read_artifact
+
+    art = read_artifact(src, "embeddings")
+    manifest = {
+        **art.manifest,
+        "source": job.source,
+        "original_prompt": job.original_prompt,
+        "cache_hit": True,
+    }
+    write_artifact(dst, "embeddings", art.tensors, manifest)

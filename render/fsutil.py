@@ -14,8 +14,9 @@ TMP_MARK = ".partial-"
 
 
 def tmp_path_for(final: Path) -> Path:
-    """A temporary sibling of `final` that keeps its suffix (ffmpeg picks the container from it)."""
-    return final.with_name(f"{final.stem}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}{final.suffix}")
+    """A hidden temporary sibling of `final` that keeps its suffix (ffmpeg picks the container from it); hidden,
+    so that `dir/*.safetensors` never matches the leftover of a killed process."""
+    return final.with_name(f".{final.stem}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}{final.suffix}")
 
 
 def fsync_dir(d: Path) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from render.errors import ModelNotFoundError, SettingsError
+from render.errors import ModelNotFoundError, RuntimeFailure, SettingsError
 from render.settings import Placement
 
 STAGE_COMPONENTS: dict[str, tuple[str, ...]] = {
@@ -217,3 +217,15 @@ def release_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def out_of_memory(exc: BaseException) -> RuntimeFailure | None:
+    """An out-of-memory error of torch (CPU or GPU) as a per-item RuntimeFailure; None for anything else."""
+    import torch
+
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in str(exc).lower():
+        release_memory()
+        return RuntimeFailure(
+            f"out of memory ({type(exc).__name__}); try a smaller size, fewer frames or --device cpu"
+        )
+    return None

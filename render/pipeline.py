@@ -100,7 +100,10 @@ def run_batch(
         for it, s in zip(items, per_item, strict=True)
     ]
     negs = sorted({(s.negative_prompt, s.frames > 1) for s in per_item if s.negative_prompt is not None})
-    neg_jobs = [EncodeJob(p, 129 if video else 1, "negative prompt", "negative") for p, video in negs]
+    neg_jobs = [
+        EncodeJob(p, 129 if video else 1, "negative prompt", "negative", folder="negative-embeddings")
+        for p, video in negs
+    ]
     try:
         enc_results = encode_jobs(
             jobs + neg_jobs, model, enc, workdir, use_cache=use_cache, progress=progress, stage=te

@@ -247,12 +247,90 @@ def test_stop_at_then_resume_equals_uninterrupted(tiny_model: Path, tmp_path: Pa
     dec = hyv(runner, "decode", row["preview"], "--model", tiny_model, "--workdir", tmp_path / "part")
     assert dec.exit_code == 0, dec.output
 
-    done = hyv(runner, *base, "--resume", "--json", "--workdir", tmp_path / "part")
+    again = hyv(runner, *base, "--stop-at", "3", "--json", "--workdir", tmp_path / "part")
+    assert json.loads(again.stdout)["latents"][0]["status"] == "stopped"  # nothing more to do up to step 3
+
+    # the issue's flow: the same command with --resume added continues past the stop point
+    done = hyv(runner, *base, "--stop-at", "3", "--resume", "--json", "--workdir", tmp_path / "part")
     (row,) = json.loads(done.stdout)["latents"]
     assert row["status"] == "done"
     out = load_file(row["path"])["latents"]
     assert torch.equal(out, ref)
-    assert not Path(row["path"].replace(".safetensors", ".ckpt.safetensors")).exists()
+    assert not (Path(row["path"]).parent / ".checkpoints" / Path(row["path"]).name).exists()
+
+
+def test_killed_render_continues_from_its_checkpoint(tiny_model: Path, tmp_path: Path, runner) -> None:  # type: ignore[no-untyped-def]
+    """kill -9 mid-render with --save-every: the re-run continues from the checkpoint, to the same latents."""
+    r = hyv(
+        runner, "encode", PROMPTS[1], "--model", tiny_model, "--frames", "9", "--json", "--workdir", tmp_path
+    )
+    emb = json.loads(r.stdout)["embeddings"][0]["path"]
+    args = [
+        "render",
+        emb,
+        "--model",
+        str(tiny_model),
+        "--frames",
+        "9",
+        "--height",
+        "32",
+        "--width",
+        "32",
+        "--steps",
+        "400",
+        "--save-every",
+        "10",
+        "--json",
+    ]
+    ref = hyv(runner, *args, "--workdir", tmp_path / "ref")
+    ref_lat = load_file(json.loads(ref.stdout)["latents"][0]["path"])["latents"]
+    work = tmp_path / "k"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hunyuan_cli", *args, "--workdir", str(work)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    ckdir = work / "latents" / ".checkpoints"
+    _wait_for(
+        lambda: (
+            ckdir.is_dir()
+            and any(p.suffix == ".safetensors" and not p.name.startswith(".") for p in ckdir.iterdir())
+        )
+    )
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    p2 = subprocess.run(
+        [sys.executable, "-m", "hunyuan_cli", *args, "--workdir", str(work)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p2.returncode == 0, p2.stderr
+    assert "continuing from the checkpoint at step" in p2.stderr
+    out = json.loads(p2.stdout)["latents"][0]
+    assert torch.equal(load_file(out["path"])["latents"], ref_lat)
+
+
+def test_render_prompts_file_per_item_settings(tiny_model: Path, tmp_path: Path, runner) -> None:  # type: ignore[no-untyped-def]
+    jl = tmp_path / "p.jsonl"
+    jl.write_text(
+        json.dumps({"prompt": "a [bold]cat[/]", "seed": 5, "num_videos": 2, "frames": 5})
+        + "\n"
+        + json.dumps({"prompt": "never encoded"})
+        + "\n"
+    )
+    enc = hyv(
+        runner, "encode", "a [bold]cat[/]", "--model", tiny_model, "--frames", "5", "--workdir", tmp_path
+    )
+    assert enc.exit_code == 0
+    r = hyv(
+        runner, "render", "--prompts", jl, "--model", tiny_model, *SMALL_ARGS, "--json", "--workdir", tmp_path
+    )
+    assert r.exit_code == 3  # one line was not encoded; the other rendered
+    rows = json.loads(r.stdout)["latents"]
+    assert [(x["seed"], x["status"]) for x in rows] == [(5, "done"), (6, "done")]
+    assert load_file(rows[0]["path"])["latents"].shape[2] == 2  # 5 frames -> 2 latent frames
+    assert f"{jl}:2" in r.stderr and "not encoded yet" in r.stderr
 
 
 def test_two_processes_split_the_batch(tiny_model: Path, tmp_path: Path) -> None:

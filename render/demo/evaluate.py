@@ -21,7 +21,9 @@ MAX_DIST = 90.0  # RGB distance within which a pixel counts as a palette colour 
 MIN_PIXELS_FRAC = 0.003  # a blob needs at least this fraction of the frame (12 px at 64x64)
 MIN_PRESENT = 0.8  # ... in at least this fraction of the frames
 MIN_BG_FRAC = 0.4  # the prompted background covers at least this fraction of the pixels on average
-MIN_MOVE = 0.12  # a moving object's centroid travels at least this fraction of the frame side, along its direction
+MIN_MOVE = (
+    0.12  # a moving object's centroid travels at least this fraction of the frame side, along its direction
+)
 MAX_STILL = 0.06  # a still object's centroid moves less than this fraction of the frame side
 EDGE = 3  # frames averaged at each end for the start and end positions
 
@@ -62,10 +64,14 @@ def _judge_object(o: Obj, mask: np.ndarray) -> ObjectResult:
     present = counts >= max(4, MIN_PIXELS_FRAC * h * w)
     frac = float(present.mean())
     if frac < MIN_PRESENT:
-        return ObjectResult(o, False, f"{o.colour} {o.shape}: colour present in {frac:.0%} of frames", frac, None)
+        return ObjectResult(
+            o, False, f"{o.colour} {o.shape}: colour present in {frac:.0%} of frames", frac, None
+        )
     yy, xx = np.mgrid[0:h, 0:w]
     idx = np.flatnonzero(present)
-    cents = np.array([[(xx * mask[i]).sum() / counts[i], (yy * mask[i]).sum() / counts[i]] for i in idx])  # [n, 2]
+    cents = np.array(
+        [[(xx * mask[i]).sum() / counts[i], (yy * mask[i]).sum() / counts[i]] for i in idx]
+    )  # [n, 2]
     k = min(EDGE, max(1, len(idx) // 3))
     d = cents[-k:].mean(0) - cents[:k].mean(0)
     dx, dy = float(d[0]), float(d[1])
@@ -95,7 +101,9 @@ def evaluate_frames(frames: np.ndarray, text: str) -> EvalResult:
     ok = all(r.passed for r in objs)
     if bg < MIN_BG_FRAC:
         ok = False
-        reasons.append(f"{scene.background} background covers {bg:.0%} of the pixels (needs {MIN_BG_FRAC:.0%})")
+        reasons.append(
+            f"{scene.background} background covers {bg:.0%} of the pixels (needs {MIN_BG_FRAC:.0%})"
+        )
     return EvalResult(text, ok, "; ".join(reasons), objs, bg)
 
 

@@ -173,7 +173,7 @@ def _finals(lat: Path) -> list[Path]:
 
 
 def test_kill_9_during_render_then_rerun_completes(tiny_model: Path, tmp_path: Path) -> None:
-    batch = _batch(tmp_path / "b.jsonl", steps=24)
+    batch = _batch(tmp_path / "b.jsonl", steps=16)
     work = tmp_path / "w"
     cmd = [
         sys.executable,
@@ -277,9 +277,9 @@ def test_killed_render_continues_from_its_checkpoint(tiny_model: Path, tmp_path:
         "--width",
         "32",
         "--steps",
-        "400",
+        "100",
         "--save-every",
-        "10",
+        "5",
         "--json",
     ]
     ref = hyv(runner, *args, "--workdir", tmp_path / "ref")

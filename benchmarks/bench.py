@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -93,6 +94,7 @@ def bench_stages(a: argparse.Namespace, root: Path) -> dict[str, Any]:
     cs = crop_start(model, a.frames)
     for rep in range(a.reps):
         work = root / f"stages-{rep}"
+        shutil.rmtree(work, ignore_errors=True)  # a fresh workdir and cache: nothing is skipped
         env = {**os.environ, "HYV_CACHE_DIR": str(work / "cache")}
         w, rss, out = run_wait4(
             hyv_cmd(
@@ -179,6 +181,7 @@ def bench_batch(a: argparse.Namespace, root: Path) -> dict[str, Any]:
     hyv_wall, hyv_rss, df_wall, df_rss = [], [], [], []
     for rep in range(a.reps):
         work = root / f"batch-{rep}"
+        shutil.rmtree(work, ignore_errors=True)
         env = {**os.environ, "HYV_CACHE_DIR": str(work / "cache")}
         w, rss, out = run_wait4(
             hyv_cmd(

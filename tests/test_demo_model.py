@@ -1,0 +1,154 @@
+"""The bundled demo model follows prompts, judged by the evaluator; and breaking the sampler, the prompt or the
+latent scale on purpose makes the evaluator fail (so this test can fail).
+
+`hyv run` is called with no --model and no sampling flags: the bundled model and its hyv.json defaults.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from render.loading import BUNDLED_DEMO
+from tests.conftest import hyv
+
+pytestmark = pytest.mark.skipif(
+    not (BUNDLED_DEMO / "model_index.json").is_file(), reason="the bundled demo model is not installed"
+)
+
+# Two seen in training, three held out (blue triangle; green on yellow; red square moving left).
+PROMPTS = [
+    "a blue circle moves to the left on a yellow background",
+    "a green square moves up on a white background",
+    "a blue triangle moves to the right on a black background",
+    "a green circle moves down on a yellow background",
+    "a red square moves to the left on a white background",
+]
+MIN_PASS = 4
+
+
+def test_hyv_run_follows_prompts(runner: Any, tmp_path: Path) -> None:
+    from render.demo.evaluate import evaluate_video
+
+    res: Any = hyv(runner, "run", *PROMPTS, "--workdir", tmp_path / "out", "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert [v["prompt"] for v in out["videos"]] == PROMPTS
+    results = [evaluate_video(v["video"], v["prompt"]) for v in out["videos"]]
+    passed = [r for r in results if r.passed]
+    report = "\n".join(f"{'PASS' if r.passed else 'FAIL'} {r.caption}: {r.reason}" for r in results)
+    assert len(passed) >= MIN_PASS, report
+
+
+# ----------------------------------------------------------------------------- broken on purpose
+
+BROKEN_PROMPTS = PROMPTS[:3]
+
+
+class Demo:
+    """The library pieces `hyv run` composes, loaded once, so a test can break one of them."""
+
+    def __init__(self, model: Any = None) -> None:
+        from render.decode import VAEStage
+        from render.encode import TextEncoderStage
+        from render.loading import load_scheduler, load_transformer, resolve_model
+        from render.settings import DecodeSettings, EncodeSettings, Placement, RenderSettings
+
+        self.model = model or resolve_model(None)  # the bundled demo model
+        d = self.model.defaults()
+        self.ren = RenderSettings(
+            frames=d["frames"],
+            height=d["height"],
+            width=d["width"],
+            steps=d["steps"],
+            guidance=d["guidance"],
+            shift=d["shift"],
+        )
+        self.enc = TextEncoderStage(self.model, EncodeSettings(text_len=d["text_len"]))
+        self.template = self.enc.template(self.ren.frames)
+        self.tr, self.device, _ = load_transformer(self.model, Placement())
+        self.scheduler = load_scheduler(self.model, self.ren.shift)
+        self.vae = VAEStage(self.model, DecodeSettings())
+
+    def cond(self, prompt: str) -> Any:
+        from render.sample import Conditioning
+
+        t, _ = self.enc.encode([prompt], self.template)
+        return Conditioning(t["prompt_embeds"], t["prompt_attention_mask"], t["pooled_prompt_embeds"])
+
+    def latents(self, cond: Any, seed: int = 42, reverse: bool = False) -> Any:
+        from render.denoise import DiTStage
+        from render.sample import denoise, initial_noise, set_schedule
+
+        s = self.ren
+        shape = DiTStage(self.model, s).latent_shape(s)
+        set_schedule(self.scheduler, s.steps, self.device)
+        if reverse:  # sampling from sigma=0 up to 1: upstream without --flow-reverse
+            sig = self.scheduler.sigmas.flip(0)  # [steps + 1]: 0 ... 1
+            self.scheduler.sigmas = sig
+            self.scheduler.timesteps = sig[:-1] * 1000.0
+        return denoise(
+            self.tr,
+            self.scheduler,
+            initial_noise(shape, seed, self.device),
+            cond,
+            None,
+            guidance=s.guidance,
+            cfg_scale=1.0,
+            start=0,
+            end=s.steps,
+        )
+
+    def frames(self, latents: Any) -> np.ndarray:
+        return np.asarray(self.vae.decode(latents))
+
+
+@pytest.fixture(scope="module")
+def demo() -> Demo:
+    return Demo()
+
+
+def _passes(frames: list[np.ndarray], prompts: list[str]) -> int:
+    from render.demo.evaluate import evaluate_frames
+
+    return sum(evaluate_frames(f, p).passed for f, p in zip(frames, prompts, strict=True))
+
+
+def test_library_path_passes(demo: Demo) -> None:
+    """The unbroken pieces pass, so the failures below come from the breakage, not from the harness."""
+    frames = [demo.frames(demo.latents(demo.cond(p))) for p in BROKEN_PROMPTS]
+    assert _passes(frames, BROKEN_PROMPTS) >= len(BROKEN_PROMPTS) - 1
+
+
+def test_reversed_sampler_fails(demo: Demo) -> None:
+    frames = [demo.frames(demo.latents(demo.cond(p), reverse=True)) for p in BROKEN_PROMPTS]
+    assert _passes(frames, BROKEN_PROMPTS) == 0
+
+
+def test_ignored_prompt_fails(demo: Demo) -> None:
+    """The DiT conditioned on the empty prompt (what a pipeline that drops the prompt gives): the videos no longer
+    show the prompted colours and motions."""
+    empty = demo.cond("")
+    frames = [demo.frames(demo.latents(empty)) for _ in BROKEN_PROMPTS]
+    assert _passes(frames, BROKEN_PROMPTS) <= 1
+
+
+def test_swapped_prompt_fails(demo: Demo) -> None:
+    """Each video rendered from another prompt's embeddings fails its own caption: the prompt drives the video."""
+    conds = [demo.cond(p) for p in BROKEN_PROMPTS]
+    frames = [demo.frames(demo.latents(conds[(i + 1) % len(conds)])) for i in range(len(conds))]
+    assert _passes(frames, BROKEN_PROMPTS) == 0
+
+
+@pytest.mark.parametrize("factor", ["unscaled", "x2"])
+def test_wrong_latent_scale_fails(demo: Demo, factor: str) -> None:
+    """Decoding without dividing by the VAE's scaling factor (or with latents twice too large) breaks the video."""
+    sf = float(demo.vae.config["scaling_factor"])
+    lat = [demo.latents(demo.cond(p)) for p in BROKEN_PROMPTS]
+    mult = sf if factor == "unscaled" else 2.0  # VAEStage.decode divides by sf: x sf undoes it
+    frames = [demo.frames(x * mult) for x in lat]
+    assert _passes(frames, BROKEN_PROMPTS) <= 1

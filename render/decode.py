@@ -14,7 +14,7 @@ from render.artifacts import read_artifact
 from render.errors import ArtifactError, HyvError, IncompatibleError, NonFiniteError, UsageError
 from render.fsutil import write_text_atomic
 from render.hashing import weights_identity
-from render.loading import ModelRef, check_components, cpu_fast_math, load_vae, release_memory
+from render.loading import ModelRef, check_components, load_vae, release_memory
 from render.manifest import StageMeter, versions
 from render.progress import NullProgress, Progress
 from render.settings import DecodeSettings
@@ -80,7 +80,7 @@ class VAEStage:
         z = latents.to(device=self.device, dtype=vae.dtype) / vae.config.scaling_factor
         while True:
             try:
-                with torch.inference_mode(), cpu_fast_math(self.device):
+                with torch.inference_mode():
                     x = vae.decode(z, return_dict=False)[0]  # [1, 3, F, H, W] in [-1, 1]
                 break
             except torch.OutOfMemoryError:

@@ -8,10 +8,8 @@ Each stage loads only the components it needs.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -231,21 +229,3 @@ def out_of_memory(exc: BaseException) -> RuntimeFailure | None:
             f"out of memory ({type(exc).__name__}); try a smaller size, fewer frames or --device cpu"
         )
     return None
-
-
-@contextlib.contextmanager
-def cpu_fast_math(device: Any) -> Iterator[None]:
-    """Flush denormal floats to zero while a stage computes on the CPU.
-
-    Randomly initialised and real models alike produce denormals (|x| < 1.2e-38) in attention and norms; x86
-    CPUs take a slow path on them. Measured on the medium preset (17x64x64): one DiT forward 7.4 s -> 2.2 s.
-    The values flushed are below fp32 rounding of every normal result, so outputs match to fp32 rounding.
-    """
-    import torch
-
-    on = getattr(device, "type", str(device)) == "cpu" and torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        if on:
-            torch.set_flush_denormal(False)

@@ -13,8 +13,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from render.loading import cpu_fast_math
-
 
 @dataclass
 class Conditioning:
@@ -69,7 +67,7 @@ def denoise(
     g = torch.tensor([guidance] * latents.shape[0], dtype=tdtype, device=device) * 1000.0
     scheduler.set_begin_index(start)
     timesteps = scheduler.timesteps
-    with torch.inference_mode(), cpu_fast_math(device):
+    with torch.inference_mode():
         for i in range(start, end):
             t = timesteps[i]
             x_in = latents.to(tdtype)

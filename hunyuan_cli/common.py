@@ -67,11 +67,3 @@ def emit_json(obj: dict[str, Any]) -> None:
     """The one JSON object a --json command prints."""
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
     sys.stdout.flush()
-
-
-def info(message: str, *, quiet: bool) -> None:
-    """Human output goes to stderr when --json is on, so stdout holds only the JSON object."""
-    if not quiet:
-        typer.echo(message)
-    else:
-        typer.echo(message, err=True) if os.environ.get("HYV_VERBOSE") else None

@@ -63,15 +63,6 @@ class _Inputs:
     inputs: list[dict[str, str]] = field(default_factory=list)
 
 
-def expand_seeds(
-    embeddings: Path, settings: RenderSettings, label: str, neg: Path | None = None
-) -> list[RenderJob]:
-    """Video i of a prompt uses seed + i."""
-    return [
-        RenderJob(embeddings, settings.seed + i, settings, label, neg) for i in range(settings.num_videos)
-    ]
-
-
 class DiTStage:
     """Loads the transformer on first use, so a batch whose latents all exist loads nothing."""
 

@@ -63,15 +63,6 @@ def write_text_atomic(final: Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def link_or_copy(src: Path, dst: Path) -> None:
-    """Place `src` at `dst` atomically: a hard link when possible (same file system), else a copy."""
-    with atomic_target(dst) as tmp:
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
-
-
 def lock_path(workdir: Path, name: str) -> Path:
     """Where the lock of an item lives: `workdir/.locks/`, out of the way of the artifacts. Lock files are left in
     place (deleting one another process waits on would let a third process take it at the same time)."""

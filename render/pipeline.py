@@ -9,7 +9,7 @@ from typing import Any
 
 from render.decode import DecodeJob, DecodeResult, VAEStage, decode_jobs
 from render.denoise import DiTStage, RenderJob, RenderResult, render_jobs, with_overrides
-from render.encode import EncodeJob, EncodeResult, TextEncoderStage, encode_jobs
+from render.encode import EncodeJob, TextEncoderStage, encode_jobs
 from render.errors import SettingsError
 from render.loading import STAGE_COMPONENTS, ModelRef, check_components
 from render.progress import NullProgress, Progress
@@ -178,11 +178,3 @@ def run_batch(
         )
     report.failed = [(v.source, v.error or "") for v in report.videos if v.status == "failed"]
     return report
-
-
-def results_summary(results: list[EncodeResult]) -> dict[str, int]:
-    return {
-        "encoded": sum(1 for r in results if not r.cached and r.error is None),
-        "cache_hits": sum(1 for r in results if r.cached),
-        "failed": sum(1 for r in results if r.error is not None),
-    }

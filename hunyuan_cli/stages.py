@@ -112,11 +112,23 @@ def _placement(device: str, dtype: str) -> Any:
     return Placement(device=device, dtype=dtype)
 
 
-def _announce_model(model: Any, json_out: bool) -> None:
-    if model.bundled:
+def _announce_model(model: Any, json_out: bool, prompts: list[str] | None = None) -> None:
+    """Say once that the bundled demo model is in use; warn about prompts it cannot draw (outside its world)."""
+    if not model.bundled:
+        return
+    err_console.print(
+        "[dim]using the bundled demo model (simple shapes only); point hyv at HunyuanVideo weights with "
+        "--model DIR or HYV_MODEL[/]",
+        markup=True,
+    )
+    from render.demo.world import parse_caption
+
+    foreign = [p for p in prompts or [] if parse_caption(p) is None]
+    if foreign:
         err_console.print(
-            "[dim]using the bundled demo model (simple shapes only); point hyv at HunyuanVideo weights with "
-            "--model DIR or HYV_MODEL[/]",
+            f"[yellow]warning:[/] the demo model only draws captions like \"a red circle moves to the right on a "
+            f"black background\" (colours red, green, blue, yellow, white, black; circle, square, triangle; moves "
+            f"left/right/up/down or stays still); {len(foreign)} prompt(s) are not, e.g. {foreign[0]!r}",
             markup=True,
         )
 
@@ -148,7 +160,7 @@ def encode(
         )
         settings.check()
         _quiet_libraries()
-        _announce_model(ref, json_out)
+        _announce_model(ref, json_out, [it.prompt for it in items])
         _report_line_errors(line_errors)
         jobs = [
             EncodeJob(
@@ -569,7 +581,7 @@ def run(
             )
             line_errors += more_errors
         _quiet_libraries()
-        _announce_model(ref, json_out)
+        _announce_model(ref, json_out, [it.prompt for it in items])
         _report_line_errors(line_errors)
         run_items = [RunItem(it.prompt, it.source, dict(it.overrides), it.original_prompt) for it in items]
         with RichProgress(not json_out) as progress:

@@ -44,6 +44,16 @@ def test_hyv_run_follows_prompts(runner: Any, tmp_path: Path) -> None:
     assert len(passed) >= MIN_PASS, report
 
 
+def test_bundled_model_is_announced_once_and_foreign_prompts_warned(runner: Any, tmp_path: Path) -> None:
+    res: Any = hyv(
+        runner, "encode", PROMPTS[0], "a cat walks on the grass", "--workdir", tmp_path / "out", "--json"
+    )
+    assert res.exit_code == 0, res.output
+    assert res.stderr.count("using the bundled demo model") == 1
+    assert "1 prompt(s) are not, e.g. 'a cat walks on the grass'" in res.stderr
+    assert len(json.loads(res.stdout)["embeddings"]) == 2  # a warning, not an error
+
+
 # ----------------------------------------------------------------------------- broken on purpose
 
 BROKEN_PROMPTS = PROMPTS[:3]

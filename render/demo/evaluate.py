@@ -119,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 2:
         print("usage: python -m render.demo.evaluate VIDEO.mp4 CAPTION", file=sys.stderr)
         return 2
+    if not Path(args[0]).is_file():
+        print(f"error: no such video: {args[0]}", file=sys.stderr)
+        return 2
     r = evaluate_video(args[0], args[1])
     print(f"{'PASS' if r.passed else 'FAIL'}: {r.reason}")
     return 0 if r.passed else 1

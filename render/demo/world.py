@@ -143,10 +143,10 @@ RADIUS = {1: 0.16, 2: 0.12}  # an object's size (half its width), as a fraction 
 
 
 def render(scene: Scene, frames: int, height: int, width: int, rng: random.Random, jitter: float = 0.05) -> np.ndarray:
-    """uint8 [F, H, W, 3]. The layout follows from the caption: each object's path is centred on its lane (LANES,
-    +- `jitter` of the frame side), a moving object travels TRAVEL of the side in a straight line at constant speed;
-    sizes are RADIUS of the side +-8%. A world where the caption fixes the layout (up to jitter) is one a small model trained for
-    minutes on a CPU can learn: with random start points the conditional distribution has a mode for every start, and
+    """uint8 [F, H, W, 3]. The layout follows from the caption: each object's path is centred on its lane
+    (LANES, +- `jitter` of the frame side); a moving object travels TRAVEL of the side in a straight line at constant
+    speed; sizes are RADIUS of the side +-8%. A small model trained for minutes on a CPU can learn a world where the
+    caption fixes the layout: with random start points the conditional distribution has a mode for every start, and
     a tiny DiT drew scattered patches instead of one blob (docs/demo.md)."""
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32) + 0.5
     video = np.empty((frames, height, width, 3), np.uint8)

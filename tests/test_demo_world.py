@@ -1,4 +1,4 @@
-"""The synthetic world and the evaluator of issue 5 (the trained demo model itself has not shipped yet)."""
+"""The synthetic world of the demo model and its evaluator (the model itself: test_demo_model.py)."""
 
 from __future__ import annotations
 

@@ -16,9 +16,11 @@ import pytest
 from render.loading import BUNDLED_DEMO
 from tests.conftest import hyv
 
-pytestmark = pytest.mark.skipif(
-    not (BUNDLED_DEMO / "model_index.json").is_file(), reason="the bundled demo model is not installed"
-)
+
+def test_the_demo_model_ships() -> None:
+    """The package carries the model (not skipped when missing: a lost package-data rule must fail here)."""
+    assert (BUNDLED_DEMO / "model_index.json").is_file()
+    assert json.loads((BUNDLED_DEMO / "hyv.json").read_text())["defaults"]["frames"] == 17
 
 # Two seen in training, three held out (blue triangle; green on yellow; red square moving left).
 PROMPTS = [

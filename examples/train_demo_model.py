@@ -523,7 +523,7 @@ DIT_BATCH = 32
 def shape_weights(x: torch.Tensor, weight: float = SHAPE_WEIGHT) -> torch.Tensor:
     """Scaled latents [N, C, T, H, W] -> loss weights [N, 1, T, H, W]: `weight` on cells that differ from the video's
     background (its per-channel median cell), 1 elsewhere. With uniform weights the DiT learned the background in a
-    few hundred steps and the shapes hardly at all (0/25 held-out captions after 3,000 steps); weighted, 24/25."""
+    few hundred steps and the shapes hardly at all (1/25 held-out captions after 3,000 steps); weighted, 24/25."""
     bg = x.flatten(2).median(2).values[:, :, None, None, None]  # [N, C, 1, 1, 1]
     shape = (x - bg).abs().amax(1, keepdim=True) > 0.15  # [N, 1, T, H, W]
     return 1.0 + (weight - 1.0) * shape.float()

@@ -136,7 +136,7 @@ def _shape_mask(shape: str, cx: float, cy: float, r: float, yy: np.ndarray, xx: 
 
 
 # Where each object's path is centred, as fractions of the frame (x, y): one object in the middle; two objects in
-# opposite quadrants, so their paths never cross whatever their motions.
+# opposite quadrants, so their paths stay apart whatever their motions.
 LANES: dict[int, tuple[tuple[float, float], ...]] = {1: ((0.5, 0.5),), 2: ((0.3, 0.3), (0.7, 0.7))}
 TRAVEL = {1: 0.4, 2: 0.3}  # distance a moving object travels, as a fraction of the frame side
 RADIUS = {1: 0.16, 2: 0.12}  # an object's size (half its width), as a fraction of the frame side

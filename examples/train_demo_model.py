@@ -48,6 +48,7 @@ from render.demo.world import (  # noqa: E402
     render,
 )
 from render.templates import IMAGE_TEMPLATE, VIDEO_TEMPLATE  # noqa: E402
+from render.tiny import SPECIALS_CLIP, SPECIALS_LLAMA, wrap_tokenizer  # noqa: E402
 
 FRAMES, SIZE = 17, 64  # the demo's video: 17 frames of 64x64 -> latents [8, 5, 8, 8]
 TEXT_LEN = 24
@@ -67,16 +68,8 @@ DEFAULTS = {
     "text_len": TEXT_LEN,
 }
 
-LLAMA_SPECIALS = [
-    "<pad>",
-    "<|begin_of_text|>",
-    "<|end_of_text|>",
-    "<|start_header_id|>",
-    "<|end_header_id|>",
-    "<|eot_id|>",
-    "<unk>",
-]
-CLIP_SPECIALS = ["<|startoftext|>", "<|endoftext|>", "<unk>"]
+LLAMA_SPECIALS = [*SPECIALS_LLAMA, "<unk>"]  # the tiny models' special tokens, plus the word level's unknown
+CLIP_SPECIALS = [*SPECIALS_CLIP, "<unk>"]
 
 
 def log(msg: str) -> None:
@@ -132,8 +125,7 @@ def role_normalizer() -> Any:
 def build_word_tokenizer(specials: list[str], bos: str, eos: str | None, pad: str, max_len: int) -> Any:
     """A word-level tokenizer: every caption word and every word of the templates is one token (others: <unk>);
     the template's special tokens are single tokens; bos (and eos) added by the post-processor."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, models, pre_tokenizers
 
     pre = pre_tokenizers.Whitespace()
     vocab: dict[str, int] = {t: i for i, t in enumerate(specials)}
@@ -149,20 +141,7 @@ def build_word_tokenizer(specials: list[str], bos: str, eos: str | None, pad: st
     tok.normalizer = role_normalizer()
     tok.pre_tokenizer = pre
     tok.add_special_tokens(specials)
-    single = f"{bos} $A" + (f" {eos}" if eos else "")
-    used = [bos] + ([eos] if eos else [])
-    tok.post_processor = processors.TemplateProcessing(
-        single=single, special_tokens=[(t, vocab[t]) for t in used]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token=bos,
-        eos_token=eos or bos,
-        pad_token=pad,
-        unk_token="<unk>",
-        model_max_length=max_len,
-        padding_side="right",
-    )
+    return wrap_tokenizer(tok, bos, eos, pad, max_len, unk="<unk>")
 
 
 def build_text_side(seed: int) -> dict[str, Any]:

@@ -74,8 +74,7 @@ def build_tokenizer(
     specials: list[str], vocab: int, bos: str, eos: str | None, pad: str, max_len: int
 ) -> Any:
     """A byte-level BPE tokenizer trained on a fixed corpus (deterministic), wrapped for transformers."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -87,6 +86,17 @@ def build_tokenizer(
         show_progress=False,
     )
     tok.train_from_iterator(_CORPUS * 4, trainer)
+    return wrap_tokenizer(tok, bos, eos, pad, max_len)
+
+
+def wrap_tokenizer(
+    tok: Any, bos: str, eos: str | None, pad: str, max_len: int, unk: str | None = None
+) -> Any:
+    """A `tokenizers.Tokenizer` -> transformers' fast tokenizer: bos (and eos) added around every text, right
+    padding, as HunyuanVideo's Llama (bos only) and CLIP (bos + eos) tokenizers do."""
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
     single = f"{bos} $A" + (f" {eos}" if eos else "")
     used = [bos] + ([eos] if eos else [])
     tok.post_processor = processors.TemplateProcessing(
@@ -97,6 +107,7 @@ def build_tokenizer(
         bos_token=bos,
         eos_token=eos or bos,
         pad_token=pad,
+        unk_token=unk,
         model_max_length=max_len,
         padding_side="right",
     )

@@ -60,11 +60,9 @@ def ensure_model(root: Path, preset: str) -> Path:
 
 
 def crop_start(model: Path, frames: int) -> int:
-    from render.encode import TextEncoderStage
-    from render.loading import ModelRef
-    from render.settings import EncodeSettings
+    from render.engine import Engine
 
-    return TextEncoderStage(ModelRef(model, "m"), EncodeSettings()).template(frames).crop_start
+    return Engine(model).encode_stage().template(frames).crop_start
 
 
 def med(xs: list[float]) -> float:

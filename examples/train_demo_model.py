@@ -15,7 +15,7 @@ Phases (each checkpointed in --work, so an interrupted run resumes where it stop
    x_t = (1 - s) x0 + s e, target v = e - x0, timestep = s * 1000, embedded guidance 6.0 * 1000, 10% caption
    dropout (the empty caption), latent cells covered by shapes weighted SHAPE_WEIGHT; EMA weights are shipped;
 5. save in the diffusers layout (+ hyv.json defaults), then measure: VAE PSNR on held-out scenes, and the held-out
-   pass rate of 50 captions generated through hyv's pipeline (render.pipeline.run_batch) and judged by
+   pass rate of 50 captions generated through hyv's engine (render.engine.Engine.run) and judged by
    render.demo.evaluate; finally docs/demo_strip.png.
 """
 
@@ -439,19 +439,20 @@ def vae_psnr(vae: Any, seed: int, n: int) -> float:
 
 def encode_captions(model_dir: Path, captions: list[str]) -> dict[str, torch.Tensor]:
     """Every caption through hyv's encode path: prompt_embeds [N, L, D], mask [N, L], pooled [N, P]."""
-    from render.encode import TextEncoderStage
+    from render.engine import Engine
     from render.loading import ModelRef
     from render.settings import EncodeSettings
 
-    stage = TextEncoderStage(ModelRef(model_dir, "demo"), EncodeSettings(text_len=TEXT_LEN))
+    engine = Engine(ModelRef(model_dir, "demo"))
+    stage, settings = engine.encode_stage(), EncodeSettings(text_len=TEXT_LEN)
     template = stage.template(FRAMES)
     parts: list[dict[str, Any]] = []
     for i in range(0, len(captions), 256):
-        tensors, truncated = stage.encode(captions[i : i + 256], template)
+        tensors, truncated = stage.encode(captions[i : i + 256], template, settings)
         if any(truncated):
             raise SystemExit("a caption is longer than text_len tokens")
         parts.append(tensors)
-    stage.close()
+    engine.close()
     return {k: torch.cat([p[k] for p in parts]).clone() for k in parts[0]}
 
 
@@ -566,24 +567,18 @@ def train_dit(dit: Any, data: dict[str, Any], sf: float, steps: int, batch: int,
 
 
 def generate(model_dir: Path, prompts: list[str], workdir: Path, seed: int = 42) -> list[Path | None]:
-    """Videos through hyv's own pipeline (the code `hyv run` calls) at the demo's defaults."""
+    """Videos through hyv's own engine (the code `hyv run` calls) at the demo's defaults."""
+    from render.engine import Engine
     from render.loading import ModelRef
-    from render.pipeline import RunItem, run_batch
-    from render.settings import DecodeSettings, EncodeSettings, RenderSettings
+    from render.resolve import Flags
 
-    ren = RenderSettings(
-        frames=FRAMES, height=SIZE, width=SIZE, steps=STEPS, guidance=GUIDANCE, shift=SHIFT, seed=seed
-    )
-    report = run_batch(
-        [RunItem(p, f"argument {i + 1}") for i, p in enumerate(prompts)],
-        ModelRef(model_dir, str(model_dir)),
-        EncodeSettings(text_len=TEXT_LEN),
-        ren,
-        DecodeSettings(fps=8),
-        workdir,
-        use_cache=False,
-    )
-    return [v.video for v in report.videos]
+    engine = Engine(ModelRef(model_dir, str(model_dir)))
+    flags = Flags(
+        frames=FRAMES, height=SIZE, width=SIZE, steps=STEPS, guidance=GUIDANCE, shift=SHIFT, seed=seed,
+        text_len=TEXT_LEN, fps=8,
+    )  # fmt: skip
+    report = engine.run(prompts, engine.settings(flags), workdir=workdir, use_cache=False)
+    return [o.video for o in report.outcomes]
 
 
 def held_out_pass_rate(model_dir: Path, workdir: Path) -> tuple[int, int, list[str]]:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from hunyuan_cli.common import JsonOpt, emit_json, reported_errors
+from hunyuan_cli.common import JsonOpt, emit_json, quiet_libraries, reported_errors
 
 models_app = typer.Typer(help="Create and check models.", no_args_is_help=True)
 cache_app = typer.Typer(help="The content-addressed embedding cache ($HYV_CACHE_DIR).", no_args_is_help=True)
@@ -27,10 +27,9 @@ def init_tiny(
 ) -> None:
     """Write a randomly initialised HunyuanVideo model built from configs (no download)."""
     with reported_errors():
-        from hunyuan_cli.stages import _quiet_libraries
         from render.tiny import init_tiny as build
 
-        _quiet_libraries()
+        quiet_libraries()
         path = build(directory, preset=preset, seed=seed, force=force)
         size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
         if json_out:
@@ -54,10 +53,10 @@ def check(
 ) -> None:
     """Check that a model has every component each stage needs (reads configs only)."""
     with reported_errors():
-        from render.loading import STAGE_COMPONENTS, check_components, resolve_model
+        from render.loading import STAGES, check_components, resolve_model
 
         ref = resolve_model(model)
-        for stage in STAGE_COMPONENTS:
+        for stage in STAGES:
             check_components(ref, stage)
         tr = ref.config("transformer")
         info: dict[str, Any] = {

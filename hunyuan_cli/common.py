@@ -52,13 +52,16 @@ def reported_errors() -> Iterator[None]:
     except Exception as exc:  # noqa: BLE001 - the one place that maps every failure to a line
         if STATE["debug"]:
             raise
+        from render.errors import out_of_memory
+
         code = getattr(exc, "exit_code", None)
         if isinstance(code, int):
             error_line(str(exc))
             raise typer.Exit(code) from None
-        if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
-            error_line(f"out of memory: {exc}. Try smaller sizes, fewer frames, or --device cpu")
-            raise typer.Exit(1) from None
+        oom = out_of_memory(exc)
+        if oom is not None:
+            error_line(str(oom))
+            raise typer.Exit(oom.exit_code) from None
         error_line(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)")
         raise typer.Exit(1) from None
 
@@ -67,3 +70,18 @@ def emit_json(obj: dict[str, Any]) -> None:
     """The one JSON object a --json command prints."""
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
     sys.stdout.flush()
+
+
+def quiet_libraries() -> None:
+    """Library progress bars and info logs would mix with hyv's own display."""
+    import warnings
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
+
+    dlog.set_verbosity_error()
+    dlog.disable_progress_bar()
+    tlog.set_verbosity_error()
+    tlog.disable_progress_bar()

@@ -1,36 +1,162 @@
-"""Options shared by the stage commands. Defaults come from render.settings (defined once there)."""
+"""The options of the stage commands, defined once. `stage_options(command)` gives a command the options of its
+groups and calls it with one `opts: StageOptions` (the settings the user typed, None where not given, as a
+`render.resolve.Flags`).
+
+Defaults are not decided here: the library resolves flags > the model's hyv.json > hyv's defaults
+(`render.resolve`); the help texts quote hyv's defaults from `render.settings`.
+"""
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
-from render.settings import DecodeSettings, EncodeSettings, Placement, RenderSettings
+from hunyuan_cli.common import DEFAULT_WORKDIR
+from render.resolve import Flags
+from render.settings import DEFAULTS
 
-_R, _E, _D = RenderSettings(), EncodeSettings(), DecodeSettings()
+F = TypeVar("F", bound=Callable[..., Any])
+_R, _E, _D, _P = DEFAULTS.render, DEFAULTS.encode, DEFAULTS.decode, DEFAULTS.render.placement
+_MODEL = "or the model's"
 
-ModelOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--model",
-        "-m",
-        help="Model directory (diffusers layout) or hub id. Default: $HYV_MODEL, else the "
-        "bundled demo model.",
-        show_default=False,
-    ),
-]
-DeviceOpt = Annotated[
-    str, typer.Option("--device", help="auto (cuda when present, else cpu), cpu, cuda, cuda:N.")
-]
-DtypeOpt = Annotated[
-    str,
-    typer.Option(
-        "--dtype",
-        help="auto (GPU: text encoders fp16, DiT bf16, VAE fp16; CPU: fp32), float32, float16, bfloat16.",
-    ),
-]
+
+# The help panel of each group of options.
+_PANELS = {"target": "Options", "cache": "Options", "resume": "Options", "rewrite": "Rewriting"}
+_PANELS |= {"decode": "Output", "placement": "Placement"}
+
+
+def optional(typ: Any, *names: str, help: str, **kw: Any) -> Any:
+    """The annotation of an option whose value is None when not given. "[default: X]" in its help says what the
+    library makes of None (escaped: rich would take it for markup)."""
+    option = typer.Option(*names, help=help.replace("[", "\\["), show_default=False, **kw)
+    return Annotated[typ | None, option]
+
+
+def _opt(group: str, typ: Any, *names: str, help: str, **kw: Any) -> tuple[str, Any]:
+    """(group, annotation) of a stage command's option."""
+    return group, optional(typ, *names, help=help, rich_help_panel=_PANELS.get(group, "Sampling"), **kw)
+
+
+_DTYPES = "auto (GPU: text encoders fp16, DiT bf16, VAE fp16; CPU: fp32), float32, float16, bfloat16"
+_CFG = "True classifier-free guidance: > 1 runs the DiT twice a step, the second time on the negative prompt"
+_W = DEFAULT_WORKDIR
+_NEG = "--cfg-scale > 1"
+_DEMO = "$HYV_MODEL, else the bundled demo model"
+
+# fmt: off
+OPTIONS: dict[str, tuple[str, Any]] = {
+    # settings (the fields of render.resolve.Flags)
+    "frames": _opt("frames", int, "--frames", help=f"Frames, 4k+1 [default: {_R.frames}, {_MODEL}]."),
+    "height": _opt("render", int, "--height", help=f"Multiple of 16 [default: {_R.height}, {_MODEL}]."),
+    "width": _opt("render", int, "--width", help=f"Multiple of 16 [default: {_R.width}, {_MODEL}]."),
+    "size": _opt("render", str, "--size", help="Resolution preset: 720p or 540p (with --aspect)."),
+    "aspect": _opt("render", str, "--aspect", help="With --size: 16:9 (default), 9:16, 4:3, 3:4 or 1:1."),
+    "steps": _opt("render", int, "--steps", help=f"Denoising steps [default: {_R.steps}, {_MODEL}]."),
+    "seed": _opt("render", int, "--seed", help=f"Seed of video 1; video i uses seed + i [default: {_R.seed}]."),
+    "num_videos": _opt("render", int, "--num-videos", help=f"Videos per prompt [default: {_R.num_videos}]."),
+    "guidance": _opt("render", float, "--guidance", help=f"Embedded guidance [default: {_R.guidance}, {_MODEL}]."),
+    "shift": _opt("render", float, "--shift", help=f"Flow shift of the sigmas [default: {_R.shift}, {_MODEL}]."),
+    "cfg_scale": _opt("render", float, "--cfg-scale", help=f"{_CFG} [default: {_R.cfg_scale}, off]."),
+    "neg_prompt": _opt("render", str, "--negative-prompt", "--neg-prompt", help=f"With {_NEG} [default: Tencent's]."),
+    "save_every": _opt("render", int, "--save-every", help="A resumable checkpoint every K steps [default: 0, off]."),
+    "stop_at": _opt("render", int, "--stop-at", help="Render the first N steps (a preview); continue with --resume."),
+    "text_len": _opt("encode", int, "--text-len", help=f"Llama tokens kept [default: {_E.text_len}, {_MODEL}]."),
+    "fps": _opt("decode", int, "--fps", help=f"Frames per second [default: {_D.fps}, {_MODEL}]."),
+    "format": _opt("decode", str, "--format", help="mp4 or png (a folder of frames) [default: mp4]."),
+    "tiling": _opt("decode", bool, "--tiling/--no-tiling", help="VAE tiling [default: on]."),
+    "device": _opt("placement", str, "--device", help="auto, cpu, cuda, cuda:N [default: auto]."),
+    "dtype": _opt("placement", str, "--dtype", help=f"{_DTYPES} [default: {_P.dtype}]."),
+    # what the stage commands have besides settings
+    "model": _opt("target", str, "--model", "-m", help=f"Model dir or hub id [default: {_DEMO}]."),
+    "workdir": _opt("target", Path, "--workdir", help=f"Where artifacts go [default: {_W}].", file_okay=False),
+    "json_out": _opt("target", bool, "--json", help="Print one JSON object on stdout naming every artifact."),
+    "no_cache": _opt("cache", bool, "--no-cache", help="Neither read nor write the embedding cache."),
+    "resume": _opt("resume", bool, "--resume", help="Continue renders stopped at --stop-at past that step."),
+    # prompt rewriting before encoding (run)
+    "rewrite": _opt("rewrite", str, "--rewrite", help="Rewrite the prompts first: normal or director."),
+    "rewrite_endpoint": _opt("rewrite", str, "--rewrite-endpoint", help="OpenAI-compatible server for --rewrite.",
+                             envvar="HYV_REWRITE_ENDPOINT"),
+    "rewrite_api_model": _opt("rewrite", str, "--rewrite-api-model", help="Its served model name."),
+    "rewrite_model": _opt("rewrite", str, "--rewrite-model", help="A model directory: vLLM in-process."),
+}
+# fmt: on
+GROUPS = {
+    "encode": ("target", "cache", "frames", "encode", "placement"),
+    "render": ("target", "cache", "resume", "frames", "render", "encode", "placement"),
+    "decode": ("target", "decode", "placement"),
+    "run": ("target", "cache", "resume", "rewrite", "frames", "render", "encode", "decode", "placement"),
+}
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    mode: str
+    endpoint: str | None
+    api_model: str | None
+    model_dir: str | None
+
+
+@dataclass(frozen=True)
+class StageOptions:
+    flags: Flags  # the settings the user gave (None: not given)
+    model: str | None = None
+    workdir: Path = DEFAULT_WORKDIR
+    json_out: bool = False
+    use_cache: bool = True
+    resume: bool = False
+    rewrite: Rewrite | None = None
+
+
+def _build(**given: Any) -> StageOptions:
+    flags = Flags(**{k: given.pop(k) for k in list(given) if OPTIONS[k][0] not in _OWN_GROUPS})
+    mode = given.pop("rewrite", None)
+    rw = {k.removeprefix("rewrite_"): given.pop(k) for k in list(given) if k.startswith("rewrite_")}
+    return StageOptions(
+        flags,
+        model=given.get("model"),
+        workdir=given.get("workdir") or DEFAULT_WORKDIR,
+        json_out=bool(given.get("json_out")),
+        use_cache=not given.get("no_cache"),
+        resume=bool(given.get("resume")),
+        rewrite=Rewrite(mode, rw["endpoint"], rw["api_model"], rw["model"]) if mode is not None else None,
+    )
+
+
+_OWN_GROUPS = ("target", "cache", "resume", "rewrite")
+
+
+def stage_options(command: str) -> Callable[[F], F]:
+    """Give a stage command the options of its groups, passed as one `opts: StageOptions`."""
+    return bundle("opts", {n: ann for n, (g, ann) in OPTIONS.items() if g in GROUPS[command]}, _build)
+
+
+def bundle(param: str, options: dict[str, Any], build: Callable[..., Any]) -> Callable[[F], F]:
+    """Add `options` (name -> annotation, each defaulting to None: "not given") to a command function, and call
+    it with `param=build(**their values)` instead: a long option list declared once, passed as one object."""
+    kw = inspect.Parameter.KEYWORD_ONLY
+    extra = [inspect.Parameter(n, kw, default=None, annotation=ann) for n, ann in options.items()]
+
+    def decorate(fn: F) -> F:
+        sig = inspect.signature(fn, eval_str=True)
+        own = [p for p in sig.parameters.values() if p.name != param]
+
+        @functools.wraps(fn)
+        def wrapper(**kwargs: Any) -> Any:
+            return fn(**{param: build(**{n: kwargs.pop(n) for n in options})}, **kwargs)
+
+        wrapper.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in own + extra}
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
 PromptsFileOpt = Annotated[
     Path | None,
     typer.Option(
@@ -39,110 +165,4 @@ PromptsFileOpt = Annotated[
         show_default=False,
     ),
 ]
-FramesOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--frames", help=f"Number of frames, 4k+1 [default: {_R.frames}, or the model's].", show_default=False
-    ),
-]
-HeightOpt = Annotated[
-    int | None, typer.Option("--height", help=f"Multiple of 16 [default: {_R.height}].", show_default=False)
-]
-WidthOpt = Annotated[
-    int | None, typer.Option("--width", help=f"Multiple of 16 [default: {_R.width}].", show_default=False)
-]
-SizeOpt = Annotated[
-    str | None,
-    typer.Option("--size", help="Resolution preset: 720p or 540p (with --aspect).", show_default=False),
-]
-AspectOpt = Annotated[
-    str | None,
-    typer.Option("--aspect", help="With --size: 16:9 (default), 9:16, 4:3, 3:4 or 1:1.", show_default=False),
-]
-StepsOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--steps", help=f"Denoising steps [default: {_R.steps}, or the model's].", show_default=False
-    ),
-]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the first video; video i uses seed + i.")]
-NumVideosOpt = Annotated[int, typer.Option("--num-videos", help="Videos per prompt.")]
-GuidanceOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--guidance",
-        help=f"Embedded (distilled) guidance scale [default: {_R.guidance}].",
-        show_default=False,
-    ),
-]
-ShiftOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--shift", help=f"Flow shift of the sigma schedule [default: {_R.shift}].", show_default=False
-    ),
-]
-CfgOpt = Annotated[
-    float,
-    typer.Option(
-        "--cfg-scale",
-        help="True classifier-free guidance (1.0 = off; > 1 runs "
-        "the DiT twice a step with the negative prompt).",
-    ),
-]
-NegOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--neg-prompt", help="Negative prompt for --cfg-scale > 1 [default: upstream's].", show_default=False
-    ),
-]
-SaveEveryOpt = Annotated[
-    int, typer.Option("--save-every", help="Keep a resumable checkpoint every K steps (0: off).")
-]
-StopAtOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--stop-at",
-        help="Render only the first N steps (a preview); continue later with --resume.",
-        show_default=False,
-    ),
-]
-ResumeOpt = Annotated[
-    bool,
-    typer.Option("--resume", help="Continue interrupted or --stop-at renders from their last checkpoint."),
-]
-FpsOpt = Annotated[
-    int | None,
-    typer.Option("--fps", help=f"Frames per second of the mp4 [default: {_D.fps}].", show_default=False),
-]
-FormatOpt = Annotated[str, typer.Option("--format", help="mp4 (H.264, yuv420p) or png (a folder of frames).")]
-TilingOpt = Annotated[
-    bool, typer.Option("--tiling/--no-tiling", help="VAE tiling (acts on videos larger than one tile).")
-]
-NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the embedding cache.")]
-TextLenOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--text-len", help=f"Llama tokens kept per prompt [default: {_E.text_len}].", show_default=False
-    ),
-]
-
-DEFAULT_DEVICE = Placement().device
-DEFAULT_DTYPE = Placement().dtype
-
-
-def resolve_size(
-    size: str | None, aspect: str | None, height: int | None, width: int | None
-) -> tuple[int, int]:
-    from render.errors import SettingsError
-    from render.settings import size_from_preset
-
-    if size is None and aspect is not None:
-        raise SettingsError("--aspect goes with --size (720p or 540p); or give --height and --width")
-    if size is not None:
-        if height is not None or width is not None:
-            raise SettingsError("give either --size/--aspect or --height/--width, not both")
-        return size_from_preset(size, aspect or "16:9")
-    return (height if height is not None else _R.height, width if width is not None else _R.width)
-
-
-R, E, D = _R, _E, _D
+PromptArgs = Annotated[list[str] | None, typer.Argument(help="Prompts (quote each one).", show_default=False)]

@@ -12,28 +12,22 @@ from pathlib import Path
 from typing import Any
 
 from hunyuan_cli.console import err_console
+from hunyuan_cli.options import Rewrite
 
 
 def rewrite_items(
-    items: list[Any],
-    mode: str,
-    endpoint: str | None,
-    api_model: str | None,
-    model_dir: str | None,
-    workdir: Path,
-    quiet: bool,
+    items: list[Any], request: Rewrite, workdir: Path, quiet: bool
 ) -> tuple[list[Any], list[Any], dict[str, Any]]:
     """(items with rewritten prompts, line errors for failed rewrites, a summary for the JSON output)."""
     from render.batch import LineError
     from rewrite.api import default_output_path, rewrite_batch, write_jsonl
     from rewrite.settings import RewriteSettings, make_backend
 
-    backend = make_backend(
-        endpoint=endpoint, api_model=api_model, model_dir=Path(model_dir) if model_dir else None
-    )
-    settings = RewriteSettings(mode=mode)
+    model_dir = Path(request.model_dir) if request.model_dir else None
+    backend = make_backend(endpoint=request.endpoint, api_model=request.api_model, model_dir=model_dir)
+    settings = RewriteSettings(mode=request.mode)
     if not quiet:
-        err_console.print(f"[dim]rewriting {len(items)} prompt(s) in {mode} mode…[/]", markup=True)
+        err_console.print(f"[dim]rewriting {len(items)} prompt(s) in {settings.mode} mode…[/]", markup=True)
     report = rewrite_batch([(it.source, it.prompt) for it in items], settings, backend)
     path = write_jsonl(report, default_output_path(workdir, report))
     kept: list[Any] = []

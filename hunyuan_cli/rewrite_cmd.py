@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from hunyuan_cli.common import DEFAULT_WORKDIR, JsonOpt, WorkdirOpt, emit_json, reported_errors
+from hunyuan_cli.options import bundle, optional
 from rewrite.settings import (
     DEFAULT_CONCURRENCY,
     DEFAULT_MODE,
@@ -33,6 +34,46 @@ def register(app: typer.Typer) -> None:
     app.command("rewrite")(rewrite)
 
 
+def _given(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+# Passed as one dict each (only what the user gave), so that the library's defaults apply to the rest.
+SAMPLING_OPTIONS = {
+    "temperature": optional(
+        float, "--temperature", help=f"Sampling temperature [default: {_S.temperature}]."
+    ),
+    "top_p": optional(float, "--top-p", help=f"Nucleus sampling mass [default: {_S.top_p}]."),
+    "top_k": optional(int, "--top-k", help=f"Top-k sampling, -1: off [default: {_S.top_k}]."),
+    "repetition_penalty": optional(
+        float, "--repetition-penalty", help=f"Repetition penalty [default: {_S.repetition_penalty}]."
+    ),
+    "seed": optional(int, "--seed", help="Sampling seed [default: the backend's]."),
+    "max_tokens": optional(
+        int, "--max-tokens", help=f"Longest rewrite, in tokens [default: {_S.max_tokens}]."
+    ),
+}
+BACKEND_OPTIONS = {
+    "endpoint": optional(
+        str,
+        "--endpoint",
+        envvar="HYV_REWRITE_ENDPOINT",
+        help="OpenAI-compatible server base URL, e.g. http://127.0.0.1:8000/v1. Key: $HYV_API_KEY.",
+    ),
+    "api_model": optional(str, "--api-model", help="Model name the server serves."),
+    "model_dir": optional(
+        Path, "--model", file_okay=False, help="Model directory: vLLM in-process (pip install '.[rewrite]')."
+    ),
+    "concurrency": optional(
+        int, "--concurrency", help=f"Requests in flight [default: {DEFAULT_CONCURRENCY}]."
+    ),
+    "timeout": optional(float, "--timeout", help=f"Seconds per request [default: {DEFAULT_TIMEOUT}]."),
+    "retries": optional(int, "--retries", help=f"Retries on 429/5xx/errors [default: {DEFAULT_RETRIES}]."),
+}
+
+
+@bundle("backend", BACKEND_OPTIONS, _given)
+@bundle("sampling", SAMPLING_OPTIONS, _given)
 def rewrite(
     prompts: Annotated[
         list[str] | None, typer.Argument(help="Prompts to rewrite.", show_default=False)
@@ -46,20 +87,6 @@ def rewrite(
             help="normal (keep the intent), director (composition, light, camera); master = director."
         ),
     ] = DEFAULT_MODE,
-    endpoint: Annotated[
-        str | None,
-        typer.Option(
-            envvar="HYV_REWRITE_ENDPOINT",
-            help="OpenAI-compatible server base URL, e.g. http://127.0.0.1:8000/v1. Key: $HYV_API_KEY.",
-        ),
-    ] = None,
-    api_model: Annotated[str | None, typer.Option(help="Model name the server serves.")] = None,
-    model: Annotated[
-        Path | None,
-        typer.Option(
-            "--model", help="Model directory: vLLM in-process (pip install '.\\[rewrite]').", file_okay=False
-        ),
-    ] = None,
     instruction_file: Annotated[
         Path | None,
         typer.Option(help="Instruction text with one {input}; replaces the mode's.", dir_okay=False),
@@ -67,15 +94,6 @@ def rewrite(
     chat: Annotated[
         bool, typer.Option("--chat/--no-chat", help="A user chat message, or a raw completion.")
     ] = True,
-    concurrency: Annotated[int, typer.Option(help="Requests in flight (server).")] = DEFAULT_CONCURRENCY,
-    timeout: Annotated[float, typer.Option(help="Seconds per request (server).")] = DEFAULT_TIMEOUT,
-    retries: Annotated[int, typer.Option(help="Retries on 429/5xx/connection errors.")] = DEFAULT_RETRIES,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = _S.temperature,
-    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = _S.top_p,
-    top_k: Annotated[int, typer.Option(help="Top-k sampling (-1: off).")] = _S.top_k,
-    repetition_penalty: Annotated[float, typer.Option(help="Repetition penalty.")] = _S.repetition_penalty,
-    seed: Annotated[int | None, typer.Option(help="Sampling seed.")] = _S.seed,
-    max_tokens: Annotated[int, typer.Option(help="Longest rewrite, in tokens.")] = _S.max_tokens,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="JSONL to write. Default: WORKDIR/rewrites/MODE-HASH.jsonl."),
@@ -89,6 +107,9 @@ def rewrite(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Ask the model even for cached prompts.")
     ] = False,
+    *,
+    backend: dict[str, Any],
+    sampling: dict[str, Any],
 ) -> None:
     """Rewrite prompts with HunyuanVideo's rewrite instruction through vLLM (a server or in-process)."""
     with reported_errors():
@@ -100,32 +121,15 @@ def rewrite(
         if not inputs and not input_errors:
             raise RewriteUsageError("no prompts: give them as arguments or with --prompts FILE")
         settings = RewriteSettings(
-            mode=mode,
-            chat=chat,
-            instruction_file=instruction_file,
-            use_cache=not no_cache,
-            sampling=SamplingSettings(
-                temperature=temperature,
-                top_p=top_p,
-                top_k=top_k,
-                repetition_penalty=repetition_penalty,
-                max_tokens=max_tokens,
-                seed=seed,
-            ),
-        )
-        if model is not None and endpoint and endpoint == os.environ.get("HYV_REWRITE_ENDPOINT"):
-            endpoint = None  # an explicit --model wins over the endpoint from the environment
-        backend = make_backend(
-            endpoint=endpoint,
-            api_model=api_model,
-            model_dir=model,
-            concurrency=concurrency,
-            timeout=timeout,
-            retries=retries,
-        )
-        if enforce_eager and isinstance(backend, InProcessBackend):
-            backend = replace(backend, enforce_eager=True)
-        report = _run_with_progress(inputs, settings, backend, quiet=json_out)
+            mode=mode, chat=chat, instruction_file=instruction_file, use_cache=not no_cache,
+            sampling=SamplingSettings(**sampling),
+        )  # fmt: skip
+        if backend.get("model_dir") and backend.get("endpoint") == os.environ.get("HYV_REWRITE_ENDPOINT"):
+            backend.pop("endpoint", None)  # an explicit --model wins over the endpoint from the environment
+        chosen = make_backend(**{"endpoint": None, "api_model": None, "model_dir": None, **backend})
+        if enforce_eager and isinstance(chosen, InProcessBackend):
+            chosen = replace(chosen, enforce_eager=True)
+        report = _run_with_progress(inputs, settings, chosen, quiet=json_out)
         out = write_jsonl(report, output if output is not None else default_output_path(workdir, report))
 
         failures = [(e[0], e[1]) for e in input_errors] + [(r.source, r.error or "") for r in report.failed]
@@ -160,7 +164,7 @@ def _read_inputs(args: list[str], path: Path | None) -> tuple[list[tuple[str, st
         pf = read_prompt_file(path)
         items += pf.items
         errors += pf.errors
-    return [(i.source, i.prompt) for i in items], [(e.source, e.message) for e in errors]
+    return [(i.source, i.prompt or "") for i in items], [(e.source, e.message) for e in errors]
 
 
 def _run_with_progress(

@@ -1,6 +1,16 @@
 """hyv's video pipeline as a library: text encoding, DiT sampling, VAE decoding, model loading.
 
-Importing this package is cheap: torch and diffusers are imported by the modules that need them.
+    from render import Engine
+    engine = Engine(policy="keep-warm")      # the bundled demo model, or Engine("/path/to/HunyuanVideo")
+    report = engine.run(["a red circle moves up on a black background"], engine.settings(seed=7))
+
+Importing this package is cheap: torch and diffusers are imported by the modules that need them, when needed.
 """
 
+from render.engine import Engine
+from render.items import Item, Outcome, Report
+from render.resolve import Flags
+from render.settings import Settings
+
 __version__ = "0.1.0"
+__all__ = ["Engine", "Flags", "Item", "Outcome", "Report", "Settings", "__version__"]

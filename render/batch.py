@@ -1,8 +1,9 @@
 """Batch input: prompt files in .txt, .jsonl and .csv.
 
 - .txt: one prompt a line; blank lines and lines starting with `#` are skipped.
-- .jsonl: one object a line with `prompt` and optional per-item overrides (see `PromptItem`). A record written
-  by `hyv rewrite` carries the rewritten text in `prompt` and the user's text in `original_prompt`.
+- .jsonl: one object a line with `prompt`, an optional `name` (the file-name label) and optional per-item
+  settings (`render.settings.ITEM_OVERRIDES`). A record written by `hyv rewrite` carries the rewritten text in
+  `prompt` and the user's text in `original_prompt`.
 - .csv: a `prompt` column (other columns are ignored), quoted per RFC 4180.
 
 A bad line never stops the batch: it becomes a `LineError` (file and line number), and the rest is read.
@@ -13,31 +14,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from render.errors import UsageError
+from render.items import Item
+from render.settings import ITEM_OVERRIDES
 
-# Per-item overrides a .jsonl record may carry, with their types.
-OVERRIDES: dict[str, type] = {
-    "seed": int,
-    "num_videos": int,
-    "neg_prompt": str,
-    "frames": int,
-    "height": int,
-    "width": int,
-    "steps": int,
-    "name": str,
-}
-
-
-@dataclass(frozen=True)
-class PromptItem:
-    prompt: str
-    source: str  # "file:line", or "argv:N" for prompts given on the command line
-    overrides: dict[str, Any] = field(default_factory=dict)
-    original_prompt: str | None = None  # the user's text when `prompt` is a rewrite of it
+# What a .jsonl record may carry besides `prompt` and `original_prompt`, with the types.
+FIELDS: dict[str, type] = {**ITEM_OVERRIDES, "name": str}
 
 
 @dataclass(frozen=True)
@@ -49,7 +35,7 @@ class LineError:
 @dataclass(frozen=True)
 class PromptFile:
     path: Path
-    items: list[PromptItem]
+    items: list[Item]
     errors: list[LineError]
 
 
@@ -73,30 +59,45 @@ def read_prompt_file(path: Path) -> PromptFile:
     return PromptFile(path=path, items=items, errors=errors)
 
 
-def items_from_args(prompts: list[str]) -> tuple[list[PromptItem], list[LineError]]:
+def items_from_args(prompts: list[str]) -> tuple[list[Item], list[LineError]]:
     """Prompts given on the command line, checked like file lines."""
-    items: list[PromptItem] = []
+    items: list[Item] = []
     errors: list[LineError] = []
     for i, p in enumerate(prompts, start=1):
         src = f"argument {i}"
         if not p.strip():
             errors.append(LineError(src, "empty prompt; give a description of the video"))
         else:
-            items.append(PromptItem(prompt=p.strip(), source=src))
+            items.append(Item(prompt=p.strip(), source=src))
     return items, errors
 
 
-def _read_txt(path: Path, text: str) -> tuple[list[PromptItem], list[LineError]]:
+def gather_items(prompts: list[str], prompts_file: Path | None) -> tuple[list[Item], list[LineError]]:
+    """(items, line errors) from prompt arguments and/or a prompt file; a UsageError when there is nothing to do
+    (no prompt at all, or a single prompt that is bad)."""
+    items, errors = items_from_args(prompts)
+    if prompts_file is not None:
+        pf = read_prompt_file(prompts_file)
+        items += pf.items
+        errors += pf.errors
+    if not items and not errors:
+        raise UsageError("no prompt given: pass PROMPT arguments or --prompts FILE")
+    if not items and len(errors) == 1:
+        raise UsageError(f"{errors[0].source}: {errors[0].message}")
+    return items, errors
+
+
+def _read_txt(path: Path, text: str) -> tuple[list[Item], list[LineError]]:
     items = []
     for n, line in enumerate(text.splitlines(), start=1):
         s = line.strip()
         if s and not s.startswith("#"):
-            items.append(PromptItem(prompt=s, source=f"{path}:{n}"))
+            items.append(Item(prompt=s, source=f"{path}:{n}"))
     return items, []
 
 
-def _read_jsonl(path: Path, text: str) -> tuple[list[PromptItem], list[LineError]]:
-    items: list[PromptItem] = []
+def _read_jsonl(path: Path, text: str) -> tuple[list[Item], list[LineError]]:
+    items: list[Item] = []
     errors: list[LineError] = []
     for n, line in enumerate(text.splitlines(), start=1):
         src = f"{path}:{n}"
@@ -121,7 +122,7 @@ def _read_jsonl(path: Path, text: str) -> tuple[list[PromptItem], list[LineError
             continue
         overrides: dict[str, Any] = {}
         bad = None
-        for key, typ in OVERRIDES.items():
+        for key, typ in FIELDS.items():
             if key in rec and rec[key] is not None:
                 val = rec[key]
                 if typ is int and (isinstance(val, bool) or not isinstance(val, int)):
@@ -135,18 +136,20 @@ def _read_jsonl(path: Path, text: str) -> tuple[list[PromptItem], list[LineError
             errors.append(LineError(src, bad))
             continue
         original = rec.get("original_prompt")
+        name = overrides.pop("name", None)
         items.append(
-            PromptItem(
+            Item(
                 prompt=prompt.strip(),
                 source=src,
                 overrides=overrides,
+                name=name,
                 original_prompt=original if isinstance(original, str) else None,
             )
         )
     return items, errors
 
 
-def _read_csv(path: Path, text: str) -> tuple[list[PromptItem], list[LineError]]:
+def _read_csv(path: Path, text: str) -> tuple[list[Item], list[LineError]]:
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)
@@ -156,7 +159,7 @@ def _read_csv(path: Path, text: str) -> tuple[list[PromptItem], list[LineError]]
     if "prompt" not in names:
         raise UsageError(f"prompt file {path} has no `prompt` column (columns: {', '.join(header)})")
     col = names.index("prompt")
-    items: list[PromptItem] = []
+    items: list[Item] = []
     errors: list[LineError] = []
     for row in reader:
         # reader.line_num is the physical line where this record ends; quoted newlines make it differ from rows.
@@ -166,5 +169,5 @@ def _read_csv(path: Path, text: str) -> tuple[list[PromptItem], list[LineError]]
         if col >= len(row) or not row[col].strip():
             errors.append(LineError(src, "empty `prompt` cell"))
             continue
-        items.append(PromptItem(prompt=row[col].strip(), source=src))
+        items.append(Item(prompt=row[col].strip(), source=src))
     return items, errors

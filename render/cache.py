@@ -1,7 +1,7 @@
 """The content-addressed embedding cache.
 
 An entry is an embeddings artifact stored as `<cache>/embeddings/<key>.safetensors`, where the key is a versioned
-hash of everything that changes the embedding (see `render.encode.embedding_key`). Location: HYV_CACHE_DIR, else
+hash of everything that changes the embedding (see `render.encode.TextEncoderStage.key`). Location: HYV_CACHE_DIR, else
 the platform's user cache directory. Entries are written atomically; a hit is checked (read back whole) before
 use, and a corrupt entry is dropped and recomputed.
 """

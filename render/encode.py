@@ -2,118 +2,94 @@
 
 Mirrors diffusers' HunyuanVideoPipeline.encode_prompt so that the embeddings it gives are the ones hyv gives:
 template -> tokenizer (text_len + crop_start, padded to max length, truncated) -> LlamaModel hidden state
--(skip+1) -> crop the template tokens; CLIP: 77 tokens -> pooler_output.
+-(skip+1) -> crop the template tokens; CLIP: clip_len tokens -> pooler_output.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from render import cache
-from render.artifacts import is_valid, write_artifact
+from render.artifacts import is_valid, read_artifact, write_artifact
 from render.errors import HyvError, NonFiniteError, RuntimeFailure, UsageError
-from render.hashing import key_of, weights_identity
-from render.loading import ModelRef, TextEncoders, check_components, load_text_encoders, release_memory
+from render.hashing import key_of
+from render.items import Outcome
 from render.manifest import StageMeter, versions
 from render.naming import artifact_stem
-from render.progress import NullProgress, Progress
-from render.settings import EncodeSettings
+from render.progress import Progress
+from render.settings import EncodeSettings, Placement
 from render.templates import Template, compute_crop_start, prefix_ids, template_for
+from render.workdir import Workdir
+
+if TYPE_CHECKING:
+    from render.engine import Engine
 
 KEY_VERSION = "emb1"
-
-
-@dataclass(frozen=True)
-class EncodeJob:
-    prompt: str
-    frames: int  # picks the template: video for frames > 1, image for 1
-    source: str = ""  # "file:line" or "argument N", for messages
-    name: str | None = None  # file-name label instead of the prompt
-    original_prompt: str | None = None  # the user's text when `prompt` is a rewrite
-    folder: str = "embeddings"  # under the workdir; negative prompts go to "negative-embeddings"
+RUN_FIELDS = ("source", "original_prompt")  # per-run manifest fields, kept out of the shared cache entry
 
 
 @dataclass
-class EncodeResult:
-    job: EncodeJob
-    key: str = ""
-    path: Path | None = None
-    cached: bool = False
-    error: str | None = None
-    warnings: list[str] = field(default_factory=list)
+class EncodeJob:
+    prompt: str
+    frames: int  # picks the template: video for frames > 1, image for 1
+    settings: EncodeSettings
+    out: Outcome  # receives embeddings, key, cached, status, error
+    negative: bool = False  # a negative prompt: written to negative-embeddings/
+
+    @property
+    def label(self) -> str:
+        return "negative" if self.negative else self.out.item.label
 
 
 class TextEncoderStage:
-    """Tokenizers load at once (cheap, needed for cache keys); the text encoders load on the first cache miss."""
+    """The tokenizers (cheap, needed for cache keys) and, through the engine, the text encoders (loaded on the
+    first cache miss)."""
 
-    def __init__(self, model: ModelRef, settings: EncodeSettings) -> None:
-        # Imported here, not at first use, so a stage's measured time is its work, not Python imports.
-        from transformers import AutoTokenizer, CLIPTextModel, LlamaModel  # noqa: F401
+    def __init__(self, engine: Engine) -> None:
+        from transformers import AutoTokenizer
 
-        settings.check()
-        check_components(model, "encode")
-        self.model = model
-        self.settings = settings
-        self.tokenizer = AutoTokenizer.from_pretrained(model.component("tokenizer"))
+        self.engine = engine
+        self.tokenizer = AutoTokenizer.from_pretrained(engine.model.component("tokenizer"))
         self.tokenizer.padding_side = "right"
-        self.identity = weights_identity(
-            *(model.component(c) for c in ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2"))
-        )
-        self._encoders: TextEncoders | None = None
-        self._templates: dict[int, Template] = {}
+        self.identity = engine.identity(*engine.family.stage_components["encode"])
+        self._templates: dict[str, Template] = {}
 
     def template(self, frames: int) -> Template:
-        kind = frames > 1
-        if kind not in self._templates:
-            name, text = template_for(frames)
-            crop = compute_crop_start(self.tokenizer, text)
-            self._templates[kind] = Template(name, text, crop)
-        return self._templates[kind]
+        name, text = template_for(frames)
+        if name not in self._templates:
+            self._templates[name] = Template(name, text, compute_crop_start(self.tokenizer, text))
+        return self._templates[name]
 
-    def dtype_name(self) -> str:
+    @staticmethod
+    def dtype_name(placement: Placement) -> str:
         from render.loading import resolve_placement
 
-        _, dtype = resolve_placement(self.settings.placement, "encode")
+        _, dtype = resolve_placement(placement, "encode")
         return str(dtype).removeprefix("torch.")
 
-    def key(self, prompt: str, template: Template) -> str:
-        s = self.settings
+    def key(self, prompt: str, template: Template, settings: EncodeSettings) -> str:
         return key_of(
             KEY_VERSION,
             {
                 "encoders": self.identity,
-                "dtype": self.dtype_name(),
+                "dtype": self.dtype_name(settings.placement),
                 "template": template.text,
                 "crop_start": template.crop_start,
-                "skip_layers": s.skip_layers,
-                "text_len": s.text_len,
-                "clip_len": s.clip_len,
+                **settings.text_record(),
                 "prompt": prompt,
             },
         )
 
-    @property
-    def encoders(self) -> TextEncoders:
-        if self._encoders is None:
-            self._encoders = load_text_encoders(self.model, self.settings.placement)
-        return self._encoders
-
-    @property
-    def loaded(self) -> bool:
-        return self._encoders is not None
-
-    def close(self) -> None:
-        self._encoders = None
-        release_memory()
-
-    def encode(self, prompts: list[str], template: Template) -> tuple[dict[str, Any], list[bool]]:
+    def encode(
+        self, prompts: list[str], template: Template, settings: EncodeSettings
+    ) -> tuple[dict[str, Any], list[bool]]:
         """Tensors for a micro-batch: prompt_embeds [B, L, D], prompt_attention_mask [B, L], pooled [B, P];
         and whether each prompt was truncated to text_len tokens."""
         import torch
 
-        enc, s = self.encoders, self.settings
+        enc, s = self.engine.text_encoders(settings.placement), settings
         crop = template.crop_start
         texts = [template.text.format(p) for p in prompts]
         tok = enc.tokenizer(
@@ -144,7 +120,7 @@ class TextEncoderStage:
             )
             pooled = enc.text_encoder_2(
                 tok2.input_ids.to(enc.device), output_hidden_states=False
-            ).pooler_output
+            ).pooler_output  # [B, P]
         if not bool(torch.isfinite(embeds).all()) or not bool(torch.isfinite(pooled).all()):
             raise NonFiniteError("the text encoder produced NaN or Inf; try --dtype float32")
         return {
@@ -154,144 +130,146 @@ class TextEncoderStage:
         }, truncated
 
 
+def plan_job(st: TextEncoderStage, job: EncodeJob, workdir: Workdir) -> Template:
+    """Set the job's content key and workdir path; return its template."""
+    t = st.template(job.frames)
+    job.out.key = st.key(job.prompt, t, job.settings)
+    job.out.embeddings = workdir.embeddings(artifact_stem(job.label, job.out.key), negative=job.negative)
+    return t
+
+
+def find_existing(job: EncodeJob, use_cache: bool) -> bool:
+    """Whether the job's embeddings are already in the workdir or (copied from there) in the cache."""
+    out = job.out
+    assert out.key is not None and out.embeddings is not None
+    entry = cache.entry_path(out.key)
+    if not is_valid(out.embeddings, "embeddings"):
+        if not (use_cache and is_valid(entry, "embeddings")):
+            return False
+        materialize(entry, out.embeddings, job)
+    cache.touch(entry)
+    out.status, out.cached = "cached", True
+    return True
+
+
 def encode_jobs(
-    jobs: list[EncodeJob],
-    model: ModelRef,
-    settings: EncodeSettings,
-    workdir: Path,
-    *,
-    use_cache: bool = True,
-    progress: Progress | None = None,
-    stage: TextEncoderStage | None = None,
-) -> list[EncodeResult]:
-    """Encode every job; the cache is checked first, so a batch of hits loads no text encoder at all.
-    Each result names `workdir/embeddings/<stem>.safetensors`; failures are per item."""
-    progress = progress or NullProgress()
-    own = stage is None
-    st = stage or TextEncoderStage(model, settings)
-    results = [EncodeResult(job=j) for j in jobs]
+    engine: Engine, jobs: list[EncodeJob], workdir: Workdir, *, use_cache: bool, progress: Progress
+) -> None:
+    """Encode every job whose embeddings are not found first (a batch of hits loads no text encoder at all).
+    Results go into each job's outcome; failures are per item."""
+    st = engine.encode_stage()
     progress.stage("encode", len(jobs))
-    todo: list[tuple[EncodeResult, Template]] = []
-    for r in results:
-        t = st.template(r.job.frames)
-        r.key = st.key(r.job.prompt, t)
-        r.path = workdir / r.job.folder / f"{artifact_stem(r.job.name or r.job.prompt, r.key)}.safetensors"
-        entry = cache.entry_path(r.key)
-        if is_valid(r.path, "embeddings"):
-            r.cached = True
-        elif use_cache and is_valid(entry, "embeddings"):
-            materialize(entry, r.path, r.job)
-            r.cached = True
-        if r.cached:
-            cache.touch(entry)
-            progress.item("cached", r.job.prompt)
+    todo: list[tuple[EncodeJob, Template]] = []
+    for job in jobs:
+        t = plan_job(st, job, workdir)
+        if find_existing(job, use_cache):
+            progress.item("cached", job.prompt)
         else:
-            todo.append((r, t))
+            todo.append((job, t))
     # The same prompt twice in a batch is encoded once: later copies are cache hits of the first.
-    first: dict[str, EncodeResult] = {}
-    dups: list[EncodeResult] = []
-    unique: list[tuple[EncodeResult, Template]] = []
-    for r, t in todo:
-        if r.key in first:
-            dups.append(r)
+    first: dict[str, EncodeJob] = {}
+    dups: list[EncodeJob] = []
+    unique: list[tuple[EncodeJob, Template]] = []
+    for job, t in todo:
+        key = job.out.key or ""
+        if key in first:
+            dups.append(job)
         else:
-            first[r.key] = r
-            unique.append((r, t))
+            first[key] = job
+            unique.append((job, t))
     meter = StageMeter.start()
-    bs = settings.batch_size
-    try:
-        for i in range(0, len(unique), bs):
-            chunk = unique[i : i + bs]
-            try:
-                _encode_chunk(st, chunk, model, settings, meter, use_cache)
-                for r, _ in chunk:
-                    progress.item("done", r.job.prompt)
-            except HyvError as exc:
-                if isinstance(exc, UsageError):
-                    raise
-                for r, _ in chunk:
-                    r.error, r.path = str(exc), None
-                    progress.item("failed", r.job.prompt)
-    finally:
-        if own:
-            st.close()
-    for r in dups:
-        src = first[r.key]
-        if src.error is not None or src.path is None or r.path is None:
-            r.error, r.path = src.error or "encoding failed", None
-            progress.item("failed", r.job.prompt)
-        else:
-            if r.path != src.path:
-                materialize(src.path, r.path, r.job)
-            r.cached = True
-            progress.item("cached", r.job.prompt)
-    for r in results:
-        for w in r.warnings:
-            progress.warn(f"{r.job.source or r.job.prompt[:40]}: {w}")
-    return results
+    for group in _micro_batches(unique):
+        try:
+            _encode_group(st, group, meter, use_cache, progress)
+        except UsageError:
+            raise
+        except HyvError as exc:
+            for job, _ in group:
+                job.out.fail(str(exc))
+                job.out.embeddings = None
+                progress.item("failed", job.prompt)
+    for job in dups:
+        src = first[job.out.key or ""].out
+        if src.status == "failed" or src.embeddings is None:
+            job.out.fail(src.error or "encoding failed")
+            job.out.embeddings = None
+            progress.item("failed", job.prompt)
+            continue
+        if job.out.embeddings != src.embeddings:
+            assert job.out.embeddings is not None
+            materialize(src.embeddings, job.out.embeddings, job)
+        job.out.status, job.out.cached = "cached", True
+        progress.item("cached", job.prompt)
 
 
-def _encode_chunk(
+def _micro_batches(
+    unique: list[tuple[EncodeJob, Template]],
+) -> list[list[tuple[EncodeJob, Template]]]:
+    """Groups of at most batch_size jobs that share a template and settings (one encoder forward each)."""
+    by: dict[tuple[str, EncodeSettings], list[tuple[EncodeJob, Template]]] = {}
+    for job, t in unique:
+        by.setdefault((t.name, job.settings), []).append((job, t))
+    groups = []
+    for (_, settings), members in by.items():
+        bs = settings.batch_size
+        groups += [members[i : i + bs] for i in range(0, len(members), bs)]
+    return groups
+
+
+def _encode_group(
     st: TextEncoderStage,
-    chunk: list[tuple[EncodeResult, Template]],
-    model: ModelRef,
-    settings: EncodeSettings,
+    group: list[tuple[EncodeJob, Template]],
     meter: StageMeter,
     use_cache: bool,
+    progress: Progress,
 ) -> None:
-    # A micro-batch shares one template (frames > 1 or not); split if mixed.
-    by_template: dict[str, list[tuple[EncodeResult, Template]]] = {}
-    for r, t in chunk:
-        by_template.setdefault(t.name, []).append((r, t))
-    for group in by_template.values():
-        template = group[0][1]
-        tensors, truncated = st.encode([r.job.prompt for r, _ in group], template)
-        for b, (r, _) in enumerate(group):
-            one = {k: v[b : b + 1] for k, v in tensors.items()}
-            if truncated[b]:
-                r.warnings.append(f"prompt longer than {settings.text_len} tokens was truncated")
-            manifest = {
-                "stage": "encode",
-                "prompt": r.job.prompt,
-                "original_prompt": r.job.original_prompt,
-                "source": r.job.source,
-                "template": {"name": template.name, "text": template.text, "crop_start": template.crop_start},
-                "text_len": settings.text_len,
-                "skip_layers": settings.skip_layers,
-                "clip_len": settings.clip_len,
-                "truncated": truncated[b],
-                "encoder": {
-                    "identity": st.identity,
-                    "model": model.source,
-                    "dtype": st.dtype_name(),
-                    "text_dim": int(one["prompt_embeds"].shape[-1]),
-                    "pooled_dim": int(one["pooled_prompt_embeds"].shape[-1]),
-                },
-                "cache_key": r.key,
-                "inputs": [],
-                "device": str(st.encoders.device),
-                "versions": versions(),
-                **meter.record(),
-            }
-            assert r.path is not None
-            if use_cache:  # the shared entry holds no per-run fields (source, original prompt)
-                shared = {k: v for k, v in manifest.items() if k not in RUN_FIELDS}
-                write_artifact(cache.entry_path(r.key), "embeddings", one, shared)
-            write_artifact(r.path, "embeddings", one, manifest)
-
-
-RUN_FIELDS = ("source", "original_prompt")
+    template, settings = group[0][1], group[0][0].settings
+    tensors, truncated = st.encode([job.prompt for job, _ in group], template, settings)
+    enc = st.engine.text_encoders(settings.placement)
+    for b, (job, _) in enumerate(group):
+        one = {k: v[b : b + 1] for k, v in tensors.items()}
+        if truncated[b]:
+            progress.warn(
+                f"{job.out.item.source or job.prompt[:40]}: prompt longer than {settings.text_len} tokens "
+                "was truncated"
+            )
+        manifest = {
+            "stage": "encode",
+            "prompt": job.prompt,
+            "original_prompt": None if job.negative else job.out.item.original_prompt,
+            "source": "negative prompt" if job.negative else job.out.item.source,
+            "template": {"name": template.name, "text": template.text, "crop_start": template.crop_start},
+            **settings.text_record(),
+            "truncated": truncated[b],
+            "encoder": {
+                "identity": st.identity,
+                "model": st.engine.model.source,
+                "dtype": st.dtype_name(settings.placement),
+                "text_dim": int(one["prompt_embeds"].shape[-1]),
+                "pooled_dim": int(one["pooled_prompt_embeds"].shape[-1]),
+            },
+            "cache_key": job.out.key,
+            "inputs": [],
+            "device": str(enc.device),
+            "versions": versions(),
+            **meter.record(),
+        }
+        assert job.out.key is not None and job.out.embeddings is not None
+        if use_cache:  # the shared entry holds no per-run fields (source, original prompt)
+            shared = {k: v for k, v in manifest.items() if k not in RUN_FIELDS}
+            write_artifact(cache.entry_path(job.out.key), "embeddings", one, shared)
+        write_artifact(job.out.embeddings, "embeddings", one, manifest)
+        job.out.status = "done"
+        progress.item("done", job.prompt)
 
 
 def materialize(src: Path, dst: Path, job: EncodeJob) -> None:
-    """Place cached embeddings in the workdir with this run's own per-run fields in the manifest."""
-    from render.artifacts import read_artifact
-
+    """Place found embeddings in the workdir with this run's own per-run fields in the manifest."""
     art = read_artifact(src, "embeddings")
     manifest = {
         **art.manifest,
-        "source": job.source,
-        "original_prompt": job.original_prompt,
+        "source": "negative prompt" if job.negative else job.out.item.source,
+        "original_prompt": None if job.negative else job.out.item.original_prompt,
         "cache_hit": True,
     }
     write_artifact(dst, "embeddings", art.tensors, manifest)

@@ -43,3 +43,14 @@ class BatchFailure(HyvError):
     """A batch finished but some of its items failed. Exit code 3, so scripts can tell it from a crash."""
 
     exit_code = 3
+
+
+def out_of_memory(exc: BaseException) -> RuntimeFailure | None:
+    """An out-of-memory error (torch's CPU or GPU one, or Python's) as a RuntimeFailure; None for anything else.
+    Reads the exception only: no torch import, so a front end can call it on any error."""
+    oom = isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+    if not oom and "out of memory" not in str(exc).lower():
+        return None
+    return RuntimeFailure(
+        f"out of memory ({type(exc).__name__}); try a smaller size, fewer frames or --device cpu"
+    )

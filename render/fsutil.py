@@ -63,9 +63,12 @@ def write_text_atomic(final: Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def lock_path(workdir: Path, name: str) -> Path:
-    """Where the lock of an item lives: `workdir/.locks/`, out of the way of the artifacts. Lock files are left in
-    place (deleting one another process waits on would let a third process take it at the same time)."""
-    d = workdir / ".locks"
-    d.mkdir(parents=True, exist_ok=True)
-    return d / f"{name}.lock"
+def remove_leftovers(final: Path) -> None:
+    """Remove temporary files a killed writer of `final` left behind. Call it only while holding the lock that
+    keeps every other writer of `final` away (then every temporary file of it is a leftover)."""
+    if final.parent.is_dir():
+        for p in final.parent.glob(f".{final.stem}{TMP_MARK}*{final.suffix}"):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)

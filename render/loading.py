@@ -3,7 +3,7 @@
 A model is a directory in the diffusers layout (model_index.json, transformer/, vae/, text_encoder/, tokenizer/,
 text_encoder_2/, tokenizer_2/, scheduler/), a hub id (fetched through huggingface_hub when online), or, when
 neither --model nor HYV_MODEL is given, the demo model bundled with hyv when one is installed.
-Each stage loads only the components it needs.
+Each stage loads only the components it needs; `render.engine.Engine` decides when (first use) and for how long.
 """
 
 from __future__ import annotations
@@ -14,14 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from render.errors import ModelNotFoundError, RuntimeFailure, SettingsError
+from render.errors import ModelNotFoundError, SettingsError
+from render.family import Family, family_of
 from render.settings import Placement
 
-STAGE_COMPONENTS: dict[str, tuple[str, ...]] = {
-    "encode": ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2"),
-    "render": ("transformer", "scheduler"),
-    "decode": ("vae",),
-}
+STAGES = ("encode", "render", "decode")
 # GPU dtypes per component family (CPU computes in fp32: half precision is hundreds of times slower there).
 GPU_DTYPES = {"encode": "float16", "render": "bfloat16", "decode": "float16"}
 DTYPES = ("float32", "float16", "bfloat16")
@@ -38,15 +35,28 @@ class ModelRef:
         return self.path / name
 
     def defaults(self) -> dict[str, Any]:
-        """Sampling defaults a model ships in `hyv.json` ({"defaults": {"frames": .., "steps": ..}}), e.g. the
+        """Settings defaults a model ships in `hyv.json` ({"defaults": {"frames": .., "steps": ..}}), e.g. the
         bundled demo model, whose size is far from HunyuanVideo's 129x720x1280. Flags still win."""
+        from render.resolve import check_model_defaults
+
         p = self.path / "hyv.json"
         if not p.is_file():
             return {}
         try:
-            return dict(json.loads(p.read_text()).get("defaults", {}))
+            found = json.loads(p.read_text()).get("defaults", {})
         except (json.JSONDecodeError, AttributeError):
-            raise ModelNotFoundError(f"{p} is not valid JSON with a `defaults` object") from None
+            found = None
+        if not isinstance(found, dict):
+            raise ModelNotFoundError(f"{p} is not valid JSON with a `defaults` object")
+        return check_model_defaults(found, str(p))
+
+    @property
+    def family(self) -> Family:
+        try:
+            index = json.loads((self.path / "model_index.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            index = {}
+        return family_of(index if isinstance(index, dict) else {}, self.source)
 
     def config(self, name: str) -> dict[str, Any]:
         """A component's config.json (no weights are read)."""
@@ -61,9 +71,9 @@ class ModelRef:
             raise ModelNotFoundError(f"{p} is not valid JSON ({exc.msg})") from None
 
 
-def resolve_model(spec: str | None) -> ModelRef:
+def resolve_model(spec: str | Path | None) -> ModelRef:
     """Find the model: --model, else HYV_MODEL, else the bundled demo model."""
-    spec = spec or os.environ.get("HYV_MODEL") or None
+    spec = str(spec) if spec else os.environ.get("HYV_MODEL") or None
     if spec is None:
         if (BUNDLED_DEMO / "model_index.json").is_file():
             return ModelRef(BUNDLED_DEMO, "bundled demo", bundled=True)
@@ -112,13 +122,14 @@ def _download(repo_id: str) -> Path:
 
 def check_components(model: ModelRef, stage: str) -> None:
     """Fail with one line naming every component the stage needs that is missing."""
+    family = model.family
     missing = []
-    for name in STAGE_COMPONENTS[stage]:
+    for name in family.stage_components[stage]:
         d = model.component(name)
         if not d.is_dir() or not any(d.iterdir()):
             missing.append(name)
             continue
-        if name in ("transformer", "vae", "text_encoder", "text_encoder_2"):
+        if name in family.weight_components:
             has_weights = any(p.name.endswith((".safetensors", ".bin")) for p in d.iterdir())
             if not (d / "config.json").is_file() or not has_weights:
                 missing.append(f"{name} (config.json or weights)")
@@ -162,7 +173,6 @@ class TextEncoders:
 def load_text_encoders(model: ModelRef, placement: Placement) -> TextEncoders:
     from transformers import AutoTokenizer, CLIPTextModel, LlamaModel
 
-    check_components(model, "encode")
     device, dtype = resolve_placement(placement, "encode")
     tok = AutoTokenizer.from_pretrained(model.component("tokenizer"))
     tok.padding_side = "right"
@@ -176,7 +186,6 @@ def load_transformer(model: ModelRef, placement: Placement) -> tuple[Any, Any, A
     """(transformer, device, dtype)."""
     from diffusers import HunyuanVideoTransformer3DModel
 
-    check_components(model, "render")
     device, dtype = resolve_placement(placement, "render")
     tr = HunyuanVideoTransformer3DModel.from_pretrained(model.component("transformer"), dtype=dtype)
     return tr.to(device).eval(), device, dtype
@@ -192,7 +201,6 @@ def load_scheduler(model: ModelRef, shift: float) -> Any:
 def load_vae(model: ModelRef, placement: Placement) -> tuple[Any, Any, Any]:
     from diffusers import AutoencoderKLHunyuanVideo
 
-    check_components(model, "decode")
     device, dtype = resolve_placement(placement, "decode")
     vae = AutoencoderKLHunyuanVideo.from_pretrained(model.component("vae"), dtype=dtype)
     return vae.to(device).eval(), device, dtype
@@ -217,15 +225,3 @@ def release_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def out_of_memory(exc: BaseException) -> RuntimeFailure | None:
-    """An out-of-memory error of torch (CPU or GPU) as a per-item RuntimeFailure; None for anything else."""
-    import torch
-
-    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in str(exc).lower():
-        release_memory()
-        return RuntimeFailure(
-            f"out of memory ({type(exc).__name__}); try a smaller size, fewer frames or --device cpu"
-        )
-    return None

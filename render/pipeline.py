@@ -1,180 +1,278 @@
-"""Stage-major orchestration: every encode (text encoders loaded once, then freed), every render (the DiT loaded
-once, then freed), every decode (the VAE). Peak memory is the largest stage, not the sum of the models."""
+"""The orchestration behind `Engine.encode/render/decode/run`: items in, a report of outcomes out.
+
+One implementation of what every front end needs: per-item settings (a bad one fails its item, not the batch),
+one outcome per seed, negative prompts for true CFG (encoded with the text settings of the embeddings they go
+with, so `encode` + `render` equals `run`), skips, locks and per-item failures. `run` is stage-major: every
+encode (negative prompts included), then every render, then every decode, each stage's models freed after it
+under the engine's default policy, so peak memory is the largest stage.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from render.decode import DecodeJob, DecodeResult, VAEStage, decode_jobs
-from render.denoise import DiTStage, RenderJob, RenderResult, render_jobs, with_overrides
-from render.encode import EncodeJob, TextEncoderStage, encode_jobs
+from render.artifacts import read_manifest
+from render.decode import DecodeJob, check_latents_file, decode_jobs
+from render.denoise import RenderJob, render_jobs
+from render.encode import EncodeJob, encode_jobs, find_existing, plan_job
 from render.errors import SettingsError
-from render.loading import STAGE_COMPONENTS, ModelRef, check_components
-from render.progress import NullProgress, Progress
-from render.settings import DecodeSettings, EncodeSettings, RenderSettings
+from render.items import Item, Outcome, Report
+from render.progress import Progress
+from render.settings import EncodeSettings, RenderSettings, Settings
+from render.workdir import Workdir
 
-
-@dataclass(frozen=True)
-class RunItem:
-    prompt: str
-    source: str = ""
-    overrides: dict[str, Any] = field(default_factory=dict)  # per-item render settings and `name`
-    original_prompt: str | None = None
+if TYPE_CHECKING:
+    from render.engine import Engine
 
 
 @dataclass
-class VideoEntry:
-    prompt: str
-    source: str
-    seed: int
+class _Prepared:
+    """An item ready to render: its embeddings, settings and the text settings they were encoded with."""
+
+    item: Item
+    settings: RenderSettings
+    text: EncodeSettings  # what its negative prompt is encoded with
     embeddings: Path | None = None
-    latents: Path | None = None
-    video: Path | None = None
-    status: str = "pending"  # done | skipped | stopped | failed
-    error: str | None = None
-    preview: bool = False
-    rendered: bool = False  # this process ran the DiT for it (False: its latents were already there)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "prompt": self.prompt,
-            "source": self.source,
-            "seed": self.seed,
-            "status": self.status,
-            "embeddings": str(self.embeddings) if self.embeddings else None,
-            "latents": str(self.latents) if self.latents else None,
-            "video": str(self.video) if self.video else None,
-            "preview": self.preview,
-            "rendered": self.rendered,
-            "error": self.error,
-        }
+    key: str | None = None
+    cached: bool = False
+    label: str = ""
 
 
-@dataclass
-class RunReport:
-    videos: list[VideoEntry]
-    encodes: int = 0
-    cache_hits: int = 0
-    rendered: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)  # (source, message)
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed and all(v.status != "failed" for v in self.videos)
-
-
-def run_batch(
-    items: list[RunItem],
-    model: ModelRef,
-    enc: EncodeSettings,
-    ren: RenderSettings,
-    dec: DecodeSettings,
-    workdir: Path,
-    *,
-    resume: bool = False,
-    use_cache: bool = True,
-    progress: Progress | None = None,
-) -> RunReport:
-    progress = progress or NullProgress()
-    for stage_name in STAGE_COMPONENTS:  # a missing VAE is reported before hours of rendering, not after
-        check_components(model, stage_name)
-    dec.check()
-    # A per-item setting that cannot work (frames 10 in one .jsonl line) fails that item, not the batch.
-    bad: list[tuple[RunItem, str]] = []
-    good: list[RunItem] = []
-    for it in items:
-        try:
-            with_overrides(ren, it.overrides).check()
-            good.append(it)
-        except SettingsError as exc:
-            bad.append((it, str(exc)))
-    items = good
-    per_item = [with_overrides(ren, it.overrides) for it in items]
-
-    # 1. Encode: the prompts, and the negative prompts of items with true CFG.
-    te = TextEncoderStage(model, enc)
-    jobs = [
-        EncodeJob(it.prompt, s.frames, it.source, it.overrides.get("name"), it.original_prompt)
-        for it, s in zip(items, per_item, strict=True)
-    ]
-    negs = sorted({(s.negative_prompt, s.frames > 1) for s in per_item if s.negative_prompt is not None})
-    neg_jobs = [
-        EncodeJob(p, 129 if video else 1, "negative prompt", "negative", folder="negative-embeddings")
-        for p, video in negs
-    ]
-    try:
-        enc_results = encode_jobs(
-            jobs + neg_jobs, model, enc, workdir, use_cache=use_cache, progress=progress, stage=te
-        )
-    finally:
-        te.close()
-    neg_paths = {
-        (j.prompt, j.frames > 1): r.path for j, r in zip(neg_jobs, enc_results[len(jobs) :], strict=True)
-    }
-    report = RunReport(videos=[])
-    report.encodes = sum(1 for r in enc_results if not r.cached and r.error is None)
-    report.cache_hits = sum(1 for r in enc_results if r.cached)
-
-    # 2. Render every (item, seed).
-    render_list: list[tuple[VideoEntry, RenderJob]] = []
-    for it, s, er in zip(items, per_item, enc_results[: len(jobs)], strict=True):
-        label = it.overrides.get("name") or it.prompt
-        for i in range(s.num_videos):
-            v = VideoEntry(it.prompt, it.source, s.seed + i, embeddings=er.path)
-            report.videos.append(v)
-            if er.error is not None or er.path is None:
-                v.status, v.error = "failed", f"encode failed: {er.error}"
-                continue
-            neg = neg_paths.get((s.negative_prompt, s.frames > 1)) if s.negative_prompt is not None else None
-            if s.negative_prompt is not None and neg is None:
-                v.status, v.error = "failed", "encoding the negative prompt failed"
-                continue
-            render_list.append(
-                (v, RenderJob(er.path, s.seed + i, replace(s, seed=s.seed + i, num_videos=1), label, neg))
-            )
-    dit = DiTStage(model, ren)
-    try:
-        ren_results: list[RenderResult] = render_jobs(
-            [j for _, j in render_list], model, workdir, resume=resume, progress=progress, stage=dit
-        )
-    finally:
-        dit.close()
-    report.rendered = sum(1 for r in ren_results if r.status in ("done", "stopped"))
-
-    # 3. Decode finished latents (or the previews of stopped renders).
-    to_decode: list[tuple[VideoEntry, DecodeJob]] = []
-    for (v, _), rr in zip(render_list, ren_results, strict=True):
-        v.latents = rr.path
-        v.rendered = rr.status in ("done", "stopped")
-        if rr.status == "failed":
-            v.status, v.error = "failed", rr.error
-        elif rr.status == "stopped":
-            v.status, v.preview, v.latents = "stopped", True, rr.checkpoint
-            if rr.preview is not None:
-                to_decode.append((v, DecodeJob(rr.preview)))
-        else:
-            assert rr.path is not None
-            to_decode.append((v, DecodeJob(rr.path)))
-    vae = VAEStage(model, dec)
-    try:
-        dec_results: list[DecodeResult] = decode_jobs(
-            [j for _, j in to_decode], model, dec, workdir, progress=progress, stage=vae
-        )
-    finally:
-        vae.close()
-    for (v, _), dr in zip(to_decode, dec_results, strict=True):
-        v.video = dr.path
-        if dr.status == "failed":
-            v.status, v.error = "failed", dr.error
-        elif v.status != "stopped":
-            v.status = "done" if dr.status == "done" else "skipped"
-    for it, msg in bad:
-        report.videos.append(
-            VideoEntry(
-                it.prompt, it.source, int(it.overrides.get("seed", ren.seed)), status="failed", error=msg
-            )
-        )
-    report.failed = [(v.source, v.error or "") for v in report.videos if v.status == "failed"]
+def encode(
+    engine: Engine, items: list[Item], settings: Settings, workdir: Path, use_cache: bool, progress: Progress
+) -> Report:
+    report = Report()
+    jobs: list[EncodeJob] = []
+    for item in items:
+        s = _item_settings(item, settings, report)
+        if s is None:
+            continue
+        if item.prompt is None:
+            _failed(item, settings, report, "nothing to encode: the item has no prompt")
+            continue
+        out = Outcome(item, prompt=item.prompt)
+        report.outcomes.append(out)
+        jobs.append(EncodeJob(item.prompt, s.frames, settings.encode, out))
+    _encode(engine, jobs, Workdir(workdir), use_cache, progress, report)
+    for out in report.outcomes:
+        out.path = out.embeddings
     return report
+
+
+def render(
+    engine: Engine,
+    items: list[Item],
+    settings: Settings,
+    workdir: Path,
+    resume: bool,
+    use_cache: bool,
+    progress: Progress,
+) -> Report:
+    wd, report = Workdir(workdir), Report()
+    engine.require("render")
+    prepared = [p for item in items if (p := _prepare_given(engine, item, settings, wd, use_cache, report))]
+    negatives = _negative_jobs(prepared)
+    _encode(engine, list(negatives.values()), wd, use_cache, progress, report)
+    _render(engine, prepared, negatives, wd, resume, progress, report)
+    for out in report.outcomes:
+        out.path = out.latents if out.status in ("done", "skipped") else None
+    return _in_item_order(report, items)
+
+
+def decode(
+    engine: Engine, items: list[Item], settings: Settings, workdir: Path, progress: Progress
+) -> Report:
+    report = Report()
+    jobs: list[DecodeJob] = []
+    for item in items:
+        out = Outcome(item)
+        report.outcomes.append(out)
+        if item.latents is None:
+            out.fail("nothing to decode: the item has no latents")
+            continue
+        check_latents_file(item.latents)  # every input checked before the VAE loads
+        out.latents = item.latents
+        jobs.append(DecodeJob(item.latents, out))
+    _decode(engine, jobs, settings, Workdir(workdir), progress)
+    for out in report.outcomes:
+        out.path = out.video
+    return report
+
+
+def run(
+    engine: Engine,
+    items: list[Item],
+    settings: Settings,
+    workdir: Path,
+    resume: bool,
+    use_cache: bool,
+    progress: Progress,
+) -> Report:
+    wd, report = Workdir(workdir), Report()
+    engine.require("encode", "render", "decode")  # a missing VAE is reported before hours of rendering
+    prepared: list[_Prepared] = []
+    jobs: list[EncodeJob] = []
+    for item in items:
+        s = _item_settings(item, settings, report)
+        if s is None:
+            continue
+        if item.prompt is None:
+            _failed(item, settings, report, "nothing to run: the item has no prompt")
+            continue
+        p = _Prepared(item, s, settings.encode, label=item.label)
+        prepared.append(p)
+        jobs.append(EncodeJob(item.prompt, s.frames, settings.encode, Outcome(item)))
+    negatives = _negative_jobs(prepared)
+    _encode(engine, jobs + list(negatives.values()), wd, use_cache, progress, report)
+    for p, job in zip(prepared, jobs, strict=True):
+        p.embeddings, p.key, p.cached = job.out.embeddings, job.out.key, job.out.cached
+        if job.out.status == "failed":
+            p.embeddings = None
+            for s in p.settings.videos():
+                out = Outcome(p.item, seed=s.seed, prompt=p.item.prompt)
+                out.fail(f"encode failed: {job.out.error}")
+                report.outcomes.append(out)
+    _render(
+        engine, [p for p in prepared if p.embeddings is not None], negatives, wd, resume, progress, report
+    )
+    to_decode: list[DecodeJob] = []
+    for out in report.outcomes:
+        if out.status in ("done", "skipped") and out.latents is not None:
+            to_decode.append(DecodeJob(out.latents, out))
+        elif out.status == "stopped" and out.preview is not None:
+            to_decode.append(DecodeJob(out.preview, out))
+    stopped = {id(o) for o in report.outcomes if o.status == "stopped"}
+    _decode(engine, to_decode, settings, wd, progress)
+    for out in report.outcomes:
+        if id(out) in stopped and out.status != "failed":
+            out.status = "stopped"  # the video is a preview
+        out.path = out.video
+    return _in_item_order(report, items)
+
+
+# ---------------------------------------------------------------------------------------------- the stages
+
+
+def _encode(
+    engine: Engine, jobs: list[EncodeJob], wd: Workdir, use_cache: bool, progress: Progress, report: Report
+) -> None:
+    if not jobs:
+        return
+    try:
+        encode_jobs(engine, jobs, wd, use_cache=use_cache, progress=progress)
+    finally:
+        engine.stage_done("encode")
+    report.encodes += sum(1 for j in jobs if j.out.status == "done")
+    report.cache_hits += sum(1 for j in jobs if j.out.status == "cached")
+
+
+def _render(
+    engine: Engine,
+    prepared: list[_Prepared],
+    negatives: dict[tuple[str, str, EncodeSettings], EncodeJob],
+    wd: Workdir,
+    resume: bool,
+    progress: Progress,
+    report: Report,
+) -> None:
+    """One render job per (item, seed); its outcome joins the report in item order."""
+    jobs: list[RenderJob] = []
+    for p in prepared:
+        assert p.embeddings is not None
+        for s in p.settings.videos():
+            out = Outcome(p.item, seed=s.seed, embeddings=p.embeddings, key=p.key, cached=p.cached)
+            report.outcomes.append(out)
+            neg = negatives.get(_negative_key(s, p.text)) if s.negative_prompt is not None else None
+            if neg is not None and neg.out.status == "failed":
+                out.fail(f"encoding the negative prompt failed: {neg.out.error}")
+                continue
+            jobs.append(RenderJob(p.embeddings, s, p.label, out, neg.out.embeddings if neg else None))
+    if not jobs:
+        return
+    try:
+        render_jobs(engine, jobs, wd, resume=resume, progress=progress)
+    finally:
+        engine.stage_done("render")
+
+
+def _decode(
+    engine: Engine, jobs: list[DecodeJob], settings: Settings, wd: Workdir, progress: Progress
+) -> None:
+    if not jobs:
+        return
+    try:
+        decode_jobs(engine, jobs, settings.decode, wd, progress=progress)
+    finally:
+        engine.stage_done("decode")
+
+
+# ---------------------------------------------------------------------------------------------- items
+
+
+def _in_item_order(report: Report, items: list[Item]) -> Report:
+    """Outcomes in the order of their items (and of the seeds within an item), failures included."""
+    order = {id(item): n for n, item in enumerate(items)}
+    report.outcomes.sort(key=lambda o: order.get(id(o.item), len(items)))
+    return report
+
+
+def _item_settings(item: Item, settings: Settings, report: Report) -> RenderSettings | None:
+    """The item's render settings (its overrides on the resolved ones); a bad override fails the item."""
+    try:
+        return settings.render.with_overrides(item.overrides)
+    except SettingsError as exc:
+        _failed(item, settings, report, str(exc))
+        return None
+
+
+def _failed(item: Item, settings: Settings, report: Report, message: str) -> None:
+    out = Outcome(item, seed=int(item.overrides.get("seed", settings.render.seed)), prompt=item.prompt)
+    out.fail(message)
+    report.outcomes.append(out)
+
+
+def _prepare_given(
+    engine: Engine, item: Item, settings: Settings, wd: Workdir, use_cache: bool, report: Report
+) -> _Prepared | None:
+    """An item to render: its embeddings given (checked now, before any model loads) or found by its prompt's
+    content key in the workdir or the cache (no text encoder loads). Failures join the report."""
+    s = _item_settings(item, settings, report)
+    if s is None:
+        return None
+    if item.embeddings is None and item.prompt is None:
+        _failed(item, settings, report, "nothing to render: the item has no embeddings")
+        return None
+    if item.embeddings is not None:
+        _, m = read_manifest(item.embeddings, "embeddings")
+        text = replace(settings.encode, **{k: m[k] for k in settings.encode.text_record() if k in m})
+        label = item.name or m.get("prompt") or item.embeddings.stem
+        return _Prepared(item, s, text, item.embeddings, m.get("cache_key"), False, label)
+    assert item.prompt is not None
+    job = EncodeJob(item.prompt, s.frames, settings.encode, Outcome(item))
+    plan_job(engine.encode_stage(), job, wd)
+    if not find_existing(job, use_cache):
+        out = Outcome(item, seed=s.seed, prompt=item.prompt)
+        out.fail("not encoded yet; run `hyv encode` on these prompts first (same model and --frames)")
+        report.outcomes.append(out)
+        return None
+    return _Prepared(item, s, settings.encode, job.out.embeddings, job.out.key, True, item.label)
+
+
+def _negative_key(s: RenderSettings, text: EncodeSettings) -> tuple[str, str, EncodeSettings]:
+    from render.templates import template_for
+
+    assert s.negative_prompt is not None
+    return (s.negative_prompt, template_for(s.frames)[0], text)
+
+
+def _negative_jobs(prepared: list[_Prepared]) -> dict[tuple[str, str, EncodeSettings], EncodeJob]:
+    """One encode job per distinct negative prompt, template and text settings among the items with true CFG."""
+    jobs: dict[tuple[str, str, EncodeSettings], EncodeJob] = {}
+    for p in prepared:
+        s = p.settings
+        if s.negative_prompt is not None and (key := _negative_key(s, p.text)) not in jobs:
+            item = Item(prompt=s.negative_prompt, source="negative prompt", name="negative")
+            jobs[key] = EncodeJob(s.negative_prompt, s.frames, p.text, Outcome(item), negative=True)
+    return jobs

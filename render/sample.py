@@ -1,32 +1,22 @@
 """The sampling math as free functions: initial noise, the sigma schedule and the flow-matching Euler loop.
 
-Each operation is the one diffusers' HunyuanVideoPipeline.__call__ performs, in the same order and dtypes, so the
-same seed gives the same latents.
+Each operation is the one diffusers' HunyuanVideoPipeline.__call__ performs, in the same order and dtypes, and
+the transformer is called the way the pipeline calls it (inside `cache_context("cond")` / `("uncond")`, with
+`attention_kwargs`), so the same seed gives the same latents and every diffusers hook (caches, offloading)
+works on this loop unchanged. Bookkeeping (checkpoints, previews, progress) lives in the caller's `on_step`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import torch
 
-
-@dataclass
-class Conditioning:
-    prompt_embeds: torch.Tensor  # [B, L, D]
-    prompt_attention_mask: torch.Tensor  # [B, L]
-    pooled_prompt_embeds: torch.Tensor  # [B, P]
-
-    def to(self, device: torch.device, dtype: torch.dtype) -> Conditioning:
-        return Conditioning(
-            *(
-                t.to(device=device, dtype=dtype)
-                for t in (self.prompt_embeds, self.prompt_attention_mask, self.pooled_prompt_embeds)
-            )
-        )
+# A step callback: on_step(i, latents after step i, predicted clean latents x0 at step i).
+OnStep = Callable[[int, torch.Tensor, torch.Tensor], None]
 
 
 def initial_noise(shape: tuple[int, ...], seed: int, device: torch.device) -> torch.Tensor:
@@ -44,37 +34,55 @@ def set_schedule(scheduler: Any, steps: int, device: torch.device) -> torch.Tens
     return scheduler.timesteps
 
 
+@contextmanager
+def fresh_hook_state(transformer: Any) -> Iterator[None]:
+    """Stateful diffusers hooks (step caches) start and end each render empty, as after the pipeline's
+    `maybe_free_model_hooks`."""
+    from diffusers.hooks import HookRegistry
+
+    registry = HookRegistry.check_if_exists_or_initialize(transformer)
+    registry.reset_stateful_hooks()
+    try:
+        yield
+    finally:
+        registry.reset_stateful_hooks()
+
+
 def denoise(
     transformer: Any,
     scheduler: Any,
     latents: torch.Tensor,  # [B, C, T, H, W] at step `start`
-    cond: Conditioning,
-    uncond: Conditioning | None,  # true CFG when given
+    cond: Mapping[str, torch.Tensor],  # the DiT's conditioning keyword arguments (render.family)
+    uncond: Mapping[str, torch.Tensor] | None,  # true CFG when given
     *,
-    guidance: float,
+    guidance: float | None,  # embedded guidance (None: the DiT takes none)
     cfg_scale: float,
     start: int,
     end: int,
-    on_step: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+    attention_kwargs: dict[str, Any] | None = None,
+    on_step: OnStep | None = None,
 ) -> torch.Tensor:
     """Run steps [start, end) of the schedule already set on `scheduler`. `on_step(i, latents, x0)` is called
     after step i with the new latents and the predicted clean latents x0 = x_t - sigma * v (for previews)."""
     tdtype = transformer.dtype
     device = latents.device
-    cond = cond.to(device, tdtype)
-    uncond = uncond.to(device, tdtype) if uncond is not None else None
-    # Embedded guidance, as the distilled model was trained: guidance * 1000. [B]
-    g = torch.tensor([guidance] * latents.shape[0], dtype=tdtype, device=device) * 1000.0
+    cond = {k: v.to(device=device, dtype=tdtype) for k, v in cond.items()}
+    uncond = {k: v.to(device=device, dtype=tdtype) for k, v in uncond.items()} if uncond is not None else None
+    extra: dict[str, Any] = {}
+    if guidance is not None:  # as the distilled model was trained: guidance * 1000. [B]
+        extra["guidance"] = torch.tensor([guidance] * latents.shape[0], dtype=tdtype, device=device) * 1000.0
     scheduler.set_begin_index(start)
     timesteps = scheduler.timesteps
-    with torch.inference_mode():
+    with torch.inference_mode(), fresh_hook_state(transformer):
         for i in range(start, end):
             t = timesteps[i]
             x_in = latents.to(tdtype)
             timestep = t.expand(latents.shape[0]).to(latents.dtype)  # [B]
-            v = _forward(transformer, x_in, timestep, cond, g)
+            v = _velocity(transformer, "cond", x_in, timestep, {**cond, **extra}, attention_kwargs)
             if uncond is not None:
-                v_neg = _forward(transformer, x_in, timestep, uncond, g)
+                v_neg = _velocity(
+                    transformer, "uncond", x_in, timestep, {**uncond, **extra}, attention_kwargs
+                )
                 v = v_neg + cfg_scale * (v - v_neg)
             sigma = scheduler.sigmas[i]
             x0 = latents.to(torch.float32) - sigma * v.to(torch.float32) if on_step is not None else latents
@@ -84,15 +92,16 @@ def denoise(
     return latents
 
 
-def _forward(
-    transformer: Any, x: torch.Tensor, timestep: torch.Tensor, c: Conditioning, g: torch.Tensor
-) -> Any:
-    return transformer(
-        hidden_states=x,
-        timestep=timestep,
-        encoder_hidden_states=c.prompt_embeds,
-        encoder_attention_mask=c.prompt_attention_mask,
-        pooled_projections=c.pooled_prompt_embeds,
-        guidance=g,
-        return_dict=False,
-    )[0]
+def _velocity(
+    transformer: Any,
+    context: str,
+    x: torch.Tensor,  # [B, C, T, H, W] in the transformer's dtype
+    timestep: torch.Tensor,  # [B]
+    inputs: Mapping[str, torch.Tensor],
+    attention_kwargs: dict[str, Any] | None,
+) -> torch.Tensor:
+    """One DiT forward, as the pipeline makes it: its cache context named "cond" or "uncond". [B, C, T, H, W]"""
+    with transformer.cache_context(context):
+        return transformer(
+            hidden_states=x, timestep=timestep, **inputs, attention_kwargs=attention_kwargs, return_dict=False
+        )[0]

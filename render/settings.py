@@ -1,8 +1,11 @@
-"""Typed, frozen settings for every stage. Defaults are defined here once; the CLI reads them from here."""
+"""Typed, frozen settings for every stage. Defaults are defined here once; `render.resolve` fills them in from
+the user's flags and the model's `hyv.json`, and the CLI reads its help texts from here."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from render.errors import SettingsError
@@ -25,6 +28,17 @@ SIZE_PRESETS: dict[str, dict[str, tuple[int, int]]] = {
     "540p": {"16:9": (544, 960), "9:16": (960, 544), "4:3": (624, 832), "3:4": (832, 624), "1:1": (720, 720)},
 }
 ASPECTS = ("16:9", "9:16", "4:3", "3:4", "1:1")
+
+# Settings a .jsonl item may override for itself, with their types (`name`, the file-name label, is an item field).
+ITEM_OVERRIDES: dict[str, type] = {
+    "seed": int,
+    "num_videos": int,
+    "neg_prompt": str,
+    "frames": int,
+    "height": int,
+    "width": int,
+    "steps": int,
+}
 
 
 @dataclass(frozen=True)
@@ -49,8 +63,14 @@ class EncodeSettings:
             raise SettingsError(f"text length must be at least 1, got {self.text_len}")
         if self.skip_layers < 0:
             raise SettingsError(f"skip layers must be >= 0, got {self.skip_layers}")
+        if self.clip_len < 1:
+            raise SettingsError(f"clip length must be at least 1, got {self.clip_len}")
         if self.batch_size < 1:
             raise SettingsError(f"encode batch size must be at least 1, got {self.batch_size}")
+
+    def text_record(self) -> dict[str, int]:
+        """The settings that change an embedding (and so its cache key): text_len, skip_layers, clip_len."""
+        return {"text_len": self.text_len, "skip_layers": self.skip_layers, "clip_len": self.clip_len}
 
 
 @dataclass(frozen=True)
@@ -85,6 +105,9 @@ class RenderSettings:
             raise SettingsError(f"num-videos must be at least 1, got {self.num_videos}")
         if self.seed < 0 or self.seed + self.num_videos - 1 >= 2**63:
             raise SettingsError(f"seed must be in [0, 2^63), got {self.seed}")
+        for name, x in (("guidance", self.guidance), ("shift", self.shift), ("cfg-scale", self.cfg_scale)):
+            if not math.isfinite(x):
+                raise SettingsError(f"{name} must be a finite number, got {x}")
         if self.cfg_scale < 1.0:
             raise SettingsError(f"cfg-scale must be >= 1.0 (1.0 turns true CFG off), got {self.cfg_scale}")
         if self.shift <= 0:
@@ -100,6 +123,17 @@ class RenderSettings:
         if self.cfg_scale <= 1.0:
             return None
         return self.neg_prompt if self.neg_prompt is not None else DEFAULT_NEG_PROMPT
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> RenderSettings:
+        """This item's settings: a .jsonl record's overrides (ITEM_OVERRIDES) on top of these; checked."""
+        s = replace(self, **{k: v for k, v in overrides.items() if k in ITEM_OVERRIDES})
+        if s != self:
+            s.check()
+        return s
+
+    def videos(self) -> list[RenderSettings]:
+        """One settings object per video: video i of a prompt uses seed + i."""
+        return [replace(self, seed=self.seed + i, num_videos=1) for i in range(self.num_videos)]
 
     def sampling_record(self) -> dict[str, Any]:
         """Every setting that changes the latents (the seed is recorded per video)."""
@@ -123,6 +157,22 @@ class DecodeSettings:
             raise SettingsError(f"fps must be at least 1, got {self.fps}")
         if self.format not in ("mp4", "png"):
             raise SettingsError(f"format must be mp4 or png, got {self.format!r}")
+        if not 0 <= self.crf <= 51:
+            raise SettingsError(f"crf must be between 0 and 51, got {self.crf}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The settings of every stage, resolved once (`render.resolve.resolve_settings`) and checked."""
+
+    encode: EncodeSettings = field(default_factory=EncodeSettings)
+    render: RenderSettings = field(default_factory=RenderSettings)
+    decode: DecodeSettings = field(default_factory=DecodeSettings)
+
+    def check(self) -> None:
+        self.encode.check()
+        self.render.check()
+        self.decode.check()
 
 
 def size_from_preset(size: str, aspect: str) -> tuple[int, int]:
@@ -134,6 +184,4 @@ def size_from_preset(size: str, aspect: str) -> tuple[int, int]:
     return SIZE_PRESETS[size][aspect]
 
 
-def latent_shape(channels: int, frames: int, height: int, width: int) -> tuple[int, int, int, int, int]:
-    """[B=1, C, T_lat, H/8, W/8] for the 884 VAE: T_lat = (frames - 1) / 4 + 1."""
-    return (1, channels, (frames - 1) // 4 + 1, height // 8, width // 8)
+DEFAULTS = Settings()  # hyv's own defaults, for help texts and documentation

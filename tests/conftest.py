@@ -7,8 +7,10 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import pytest
+from click.testing import Result
 from typer.testing import CliRunner
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -44,28 +46,35 @@ def small_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return init_tiny(tmp_path_factory.mktemp("models") / "small", preset="small", seed=1)
 
 
-@pytest.fixture
-def runner() -> CliRunner:
-    return CliRunner()
+class Cli(Protocol):
+    def __call__(self, *args: str | Path) -> Result: ...
 
 
-def hyv(runner: CliRunner, *args: str | Path) -> object:
-    """Run the real Typer app in-process."""
+def hyv(*args: str | Path) -> Result:
+    """Run the real Typer app in-process (stdout and stderr apart, exceptions caught only by the app itself)."""
     from hunyuan_cli.app import app
 
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture
+def cli() -> Cli:
+    return hyv
 
 
 def hyv_proc(
-    *args: str | Path, env: dict[str, str] | None = None, **kw: object
+    *args: str | Path, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     """Run `hyv` as a subprocess (the installed entry point's module)."""
-    full_env = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "hunyuan_cli", *map(str, args)],
         capture_output=True,
         text=True,
-        env=full_env,
-        timeout=300,
-        **kw,
-    )  # type: ignore[call-overload]
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
+
+
+def hyv_cmd(*args: str | Path) -> list[str]:
+    """The argv of `hyv ARGS...` as a subprocess, for tests that signal or race real processes."""
+    return [sys.executable, "-m", "hunyuan_cli", *map(str, args)]

@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 
 from render.loading import BUNDLED_DEMO
-from tests.conftest import hyv
+from tests.conftest import Cli
 
 
 def test_the_demo_model_ships() -> None:
     """The package carries the model (not skipped when missing: a lost package-data rule must fail here)."""
     assert (BUNDLED_DEMO / "model_index.json").is_file()
     assert json.loads((BUNDLED_DEMO / "hyv.json").read_text())["defaults"]["frames"] == 17
+
 
 # Two seen in training, three held out (blue triangle; green on yellow; red square moving left).
 PROMPTS = [
@@ -33,10 +34,10 @@ PROMPTS = [
 MIN_PASS = 4
 
 
-def test_hyv_run_follows_prompts(runner: Any, tmp_path: Path) -> None:
+def test_hyv_run_follows_prompts(cli: Cli, tmp_path: Path) -> None:
     from render.demo.evaluate import evaluate_video
 
-    res: Any = hyv(runner, "run", *PROMPTS, "--workdir", tmp_path / "out", "--json")
+    res: Any = cli("run", *PROMPTS, "--workdir", tmp_path / "out", "--json")
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert [v["prompt"] for v in out["videos"]] == PROMPTS
@@ -46,10 +47,8 @@ def test_hyv_run_follows_prompts(runner: Any, tmp_path: Path) -> None:
     assert len(passed) >= MIN_PASS, report
 
 
-def test_bundled_model_is_announced_once_and_foreign_prompts_warned(runner: Any, tmp_path: Path) -> None:
-    res: Any = hyv(
-        runner, "encode", PROMPTS[0], "a cat walks on the grass", "--workdir", tmp_path / "out", "--json"
-    )
+def test_bundled_model_is_announced_once_and_foreign_prompts_warned(cli: Cli, tmp_path: Path) -> None:
+    res = cli("encode", PROMPTS[0], "a cat walks on the grass", "--workdir", tmp_path / "out", "--json")
     assert res.exit_code == 0, res.output
     assert res.stderr.count("using the bundled demo model") == 1
     assert "1 prompt(s) are not, e.g. 'a cat walks on the grass'" in res.stderr
@@ -62,51 +61,38 @@ BROKEN_PROMPTS = PROMPTS[:3]
 
 
 class Demo:
-    """The library pieces `hyv run` composes, loaded once, so a test can break one of them."""
+    """The library pieces `hyv run` composes, loaded once through one engine, so a test can break one of them."""
 
-    def __init__(self, model: Any = None) -> None:
-        from render.decode import VAEStage
-        from render.encode import TextEncoderStage
-        from render.loading import load_scheduler, load_transformer, resolve_model
-        from render.settings import DecodeSettings, EncodeSettings, Placement, RenderSettings
+    def __init__(self) -> None:
+        from render.engine import Engine
 
-        self.model = model or resolve_model(None)  # the bundled demo model
-        d = self.model.defaults()
-        self.ren = RenderSettings(
-            frames=d["frames"],
-            height=d["height"],
-            width=d["width"],
-            steps=d["steps"],
-            guidance=d["guidance"],
-            shift=d["shift"],
-        )
-        self.enc = TextEncoderStage(self.model, EncodeSettings(text_len=d["text_len"]))
-        self.template = self.enc.template(self.ren.frames)
-        self.tr, self.device, _ = load_transformer(self.model, Placement())
-        self.scheduler = load_scheduler(self.model, self.ren.shift)
-        self.vae = VAEStage(self.model, DecodeSettings())
+        self.engine = Engine(policy="keep-warm")  # the bundled demo model
+        self.settings = self.engine.settings()
+        s = self.settings.render
+        self.text = self.engine.encode_stage()
+        self.template = self.text.template(s.frames)
+        self.dit = self.engine.transformer(s.placement)
+        self.scheduler = self.engine.scheduler(s.shift)
+        self.vae = self.engine.vae(self.settings.decode.placement, tiling=True)
 
     def cond(self, prompt: str) -> Any:
-        from render.sample import Conditioning
-
-        t, _ = self.enc.encode([prompt], self.template)
-        return Conditioning(t["prompt_embeds"], t["prompt_attention_mask"], t["pooled_prompt_embeds"])
+        t, _ = self.text.encode([prompt], self.template, self.settings.encode)
+        return self.engine.family.conditioning(t)
 
     def latents(self, cond: Any, seed: int = 42, reverse: bool = False) -> Any:
-        from render.denoise import DiTStage
         from render.sample import denoise, initial_noise, set_schedule
 
-        s = self.ren
-        shape = DiTStage(self.model, s).latent_shape(s)
-        set_schedule(self.scheduler, s.steps, self.device)
+        s = self.settings.render
+        shape = self.engine.dit_info().latent_shape(s)
+        set_schedule(self.scheduler, s.steps, self.dit.device)
         if reverse:  # sampling from sigma=0 up to 1: upstream without --flow-reverse
             sig = self.scheduler.sigmas.flip(0)  # [steps + 1]: 0 ... 1
             self.scheduler.sigmas = sig
             self.scheduler.timesteps = sig[:-1] * 1000.0
         return denoise(
-            self.tr,
+            self.dit.module,
             self.scheduler,
-            initial_noise(shape, seed, self.device),
+            initial_noise(shape, seed, self.dit.device),
             cond,
             None,
             guidance=s.guidance,
@@ -116,7 +102,9 @@ class Demo:
         )
 
     def frames(self, latents: Any) -> np.ndarray:
-        return np.asarray(self.vae.decode(latents))
+        from render.decode import decode_frames
+
+        return np.asarray(decode_frames(self.vae.module, self.vae.device, latents, tiling=True))
 
 
 @pytest.fixture(scope="module")
@@ -159,8 +147,8 @@ def test_swapped_prompt_fails(demo: Demo) -> None:
 @pytest.mark.parametrize("factor", ["unscaled", "x2"])
 def test_wrong_latent_scale_fails(demo: Demo, factor: str) -> None:
     """Decoding without dividing by the VAE's scaling factor (or with latents twice too large) breaks the video."""
-    sf = float(demo.vae.config["scaling_factor"])
+    sf = float(demo.vae.module.config.scaling_factor)
     lat = [demo.latents(demo.cond(p)) for p in BROKEN_PROMPTS]
-    mult = sf if factor == "unscaled" else 2.0  # VAEStage.decode divides by sf: x sf undoes it
+    mult = sf if factor == "unscaled" else 2.0  # decode_frames divides by sf: x sf undoes it
     frames = [demo.frames(x * mult) for x in lat]
     assert _passes(frames, BROKEN_PROMPTS) <= 1

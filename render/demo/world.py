@@ -142,7 +142,9 @@ TRAVEL = {1: 0.4, 2: 0.3}  # distance a moving object travels, as a fraction of 
 RADIUS = {1: 0.16, 2: 0.12}  # an object's size (half its width), as a fraction of the frame side
 
 
-def render(scene: Scene, frames: int, height: int, width: int, rng: random.Random, jitter: float = 0.05) -> np.ndarray:
+def render(
+    scene: Scene, frames: int, height: int, width: int, rng: random.Random, jitter: float = 0.05
+) -> np.ndarray:
     """uint8 [F, H, W, 3]. The layout follows from the caption: each object's path is centred on its lane
     (LANES, +- `jitter` of the frame side); a moving object travels TRAVEL of the side in a straight line at constant
     speed; sizes are RADIUS of the side +-8%. A small model trained for minutes on a CPU can learn a world where the

@@ -1,4 +1,4 @@
-"""Issue 3: prompt files, the embedding cache, resumable runs (real signals), item locks, provenance."""
+"""Batches: prompt files, the embedding cache, resumable runs (real signals), item locks, provenance."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from safetensors.torch import load_file
 from render.artifacts import is_valid
 from render.batch import read_prompt_file
 from render.video import read_mp4
-from tests.conftest import PENGUIN, SMALL_ARGS, hyv, hyv_proc
+from tests.conftest import PENGUIN, SMALL_ARGS, Cli, hyv_cmd, hyv_proc
 
 PROMPTS = [
     "A cat walks on the grass, realistic style.",
@@ -46,7 +45,7 @@ def test_prompt_files(tmp_path: Path) -> None:
         '{"prompt": "ok", "seed": 3, "name": "x"}\n{bad json\n{"prompt": ""}\n{"prompt": "s", "seed": "7"}\n'
     )
     f = read_prompt_file(jl)
-    assert [(i.prompt, i.overrides) for i in f.items] == [("ok", {"seed": 3, "name": "x"})]
+    assert [(i.prompt, dict(i.overrides), i.name) for i in f.items] == [("ok", {"seed": 3}, "x")]
     assert [e.source.rsplit(":", 1)[1] for e in f.errors] == ["2", "3", "4"]
 
     c = tmp_path / "p.csv"
@@ -65,7 +64,7 @@ def test_penguin_csv_loads_600_prompts() -> None:
     assert '"' in text and any(ord(ch) > 127 for ch in text)
 
 
-def test_penguin_first_20_encode(tiny_model: Path, tmp_path: Path, runner) -> None:  # type: ignore[no-untyped-def]
+def test_penguin_first_20_encode(tiny_model: Path, tmp_path: Path, cli: Cli) -> None:
     if not PENGUIN.exists():
         pytest.skip("shared data not present")
     with open(PENGUIN, newline="", encoding="utf-8") as src:
@@ -73,8 +72,7 @@ def test_penguin_first_20_encode(tiny_model: Path, tmp_path: Path, runner) -> No
     sub = tmp_path / "penguin20.csv"
     with open(sub, "w", newline="", encoding="utf-8") as dst:
         csv.writer(dst).writerows(rows)
-    r = hyv(
-        runner,
+    r = cli(
         "encode",
         "--prompts",
         sub,
@@ -88,11 +86,11 @@ def test_penguin_first_20_encode(tiny_model: Path, tmp_path: Path, runner) -> No
     )
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
-    assert out["encoded"] == 20 and out["failed"] == 0
+    assert out["encodes"] == 20 and out["failed"] == 0
     assert all(is_valid(Path(e["path"]), "embeddings") for e in out["embeddings"])
 
 
-def test_batch_cache_and_rerun(tiny_model: Path, tmp_path: Path, runner) -> None:  # type: ignore[no-untyped-def]
+def test_batch_cache_and_rerun(tiny_model: Path, tmp_path: Path, cli: Cli) -> None:
     batch = _batch(tmp_path / "b.jsonl")
     args = [
         "run",
@@ -107,7 +105,7 @@ def test_batch_cache_and_rerun(tiny_model: Path, tmp_path: Path, runner) -> None
         "--width",
         "32",
     ]
-    r = hyv(runner, *args, "--json", "--workdir", tmp_path / "w")
+    r = cli(*args, "--json", "--workdir", tmp_path / "w")
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert (out["encodes"], out["cache_hits"], out["made"]) == (4, 4, 8)
@@ -115,14 +113,13 @@ def test_batch_cache_and_rerun(tiny_model: Path, tmp_path: Path, runner) -> None
     for v in out["videos"]:
         assert read_mp4(Path(v["video"]))[0].shape == (9, 32, 32, 3)
 
-    again = hyv(runner, *args, "--workdir", tmp_path / "w")
+    again = cli(*args, "--workdir", tmp_path / "w")
     assert again.exit_code == 0
     assert "nothing to do: all 8 videos already exist" in again.stdout
     assert "encodes: 0, cache hits: 8" in again.stdout
 
     # Other seeds and sizes in another workdir: every embedding comes from the cache (no text encoder loaded).
-    r = hyv(
-        runner,
+    r = cli(
         *args[:-4],
         "--height",
         "16",
@@ -151,7 +148,7 @@ def test_bad_line_reported_rest_runs(tiny_model: Path, tmp_path: Path) -> None:
     assert "4k+1" in p.stderr and f"{jl}:3" in p.stderr
 
 
-def _wait_for(pred, timeout: float = 120.0) -> None:  # type: ignore[no-untyped-def]
+def _wait_for(pred, timeout: float = 120.0) -> None:
     end = time.time() + timeout
     while time.time() < end:
         if pred():
@@ -175,27 +172,19 @@ def _finals(lat: Path) -> list[Path]:
 def test_kill_9_during_render_then_rerun_completes(tiny_model: Path, tmp_path: Path) -> None:
     batch = _batch(tmp_path / "b.jsonl", steps=16)
     work = tmp_path / "w"
-    cmd = [
-        sys.executable,
-        "-m",
-        "hunyuan_cli",
+    cmd = hyv_cmd(
         "run",
         "--prompts",
-        str(batch),
+        batch,
         "--model",
-        str(tiny_model),
-        "--frames",
-        "9",
-        "--height",
-        "32",
-        "--width",
-        "32",
+        tiny_model,
+        *SMALL_ARGS[:-2],
         "--save-every",
         "5",
         "--json",
         "--workdir",
-        str(work),
-    ]
+        work,
+    )
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=os.environ.copy())
     lat = work / "latents"
     _wait_for(lambda: bool(_finals(lat)))
@@ -218,10 +207,8 @@ def test_kill_9_during_render_then_rerun_completes(tiny_model: Path, tmp_path: P
     assert not list(work.rglob("*.partial-*"))
 
 
-def test_stop_at_then_resume_equals_uninterrupted(tiny_model: Path, tmp_path: Path, runner) -> None:  # type: ignore[no-untyped-def]
-    r = hyv(
-        runner, "encode", PROMPTS[0], "--model", tiny_model, "--frames", "9", "--json", "--workdir", tmp_path
-    )
+def test_stop_at_then_resume_equals_uninterrupted(tiny_model: Path, tmp_path: Path, cli: Cli) -> None:
+    r = cli("encode", PROMPTS[0], "--model", tiny_model, "--frames", "9", "--json", "--workdir", tmp_path)
     emb = json.loads(r.stdout)["embeddings"][0]["path"]
     base = [
         "render",
@@ -237,21 +224,21 @@ def test_stop_at_then_resume_equals_uninterrupted(tiny_model: Path, tmp_path: Pa
         "--steps",
         "8",
     ]
-    full = hyv(runner, *base, "--json", "--workdir", tmp_path / "full")
+    full = cli(*base, "--json", "--workdir", tmp_path / "full")
     ref = load_file(json.loads(full.stdout)["latents"][0]["path"])["latents"]
 
-    part = hyv(runner, *base, "--stop-at", "3", "--json", "--workdir", tmp_path / "part")
+    part = cli(*base, "--stop-at", "3", "--json", "--workdir", tmp_path / "part")
     (row,) = json.loads(part.stdout)["latents"]
     assert row["status"] == "stopped" and row["step"] == 3 and row["path"] is None
     assert is_valid(Path(row["preview"]), "latents")  # a decodable preview of the x0 prediction
-    dec = hyv(runner, "decode", row["preview"], "--model", tiny_model, "--workdir", tmp_path / "part")
+    dec = cli("decode", row["preview"], "--model", tiny_model, "--workdir", tmp_path / "part")
     assert dec.exit_code == 0, dec.output
 
-    again = hyv(runner, *base, "--stop-at", "3", "--json", "--workdir", tmp_path / "part")
+    again = cli(*base, "--stop-at", "3", "--json", "--workdir", tmp_path / "part")
     assert json.loads(again.stdout)["latents"][0]["status"] == "stopped"  # nothing more to do up to step 3
 
-    # the issue's flow: the same command with --resume added continues past the stop point
-    done = hyv(runner, *base, "--stop-at", "3", "--resume", "--json", "--workdir", tmp_path / "part")
+    # the same command with --resume added continues past the stop point
+    done = cli(*base, "--stop-at", "3", "--resume", "--json", "--workdir", tmp_path / "part")
     (row,) = json.loads(done.stdout)["latents"]
     assert row["status"] == "done"
     out = load_file(row["path"])["latents"]
@@ -259,11 +246,9 @@ def test_stop_at_then_resume_equals_uninterrupted(tiny_model: Path, tmp_path: Pa
     assert not (Path(row["path"]).parent / ".checkpoints" / Path(row["path"]).name).exists()
 
 
-def test_killed_render_continues_from_its_checkpoint(tiny_model: Path, tmp_path: Path, runner) -> None:  # type: ignore[no-untyped-def]
+def test_killed_render_continues_from_its_checkpoint(tiny_model: Path, tmp_path: Path, cli: Cli) -> None:
     """kill -9 mid-render with --save-every: the re-run continues from the checkpoint, to the same latents."""
-    r = hyv(
-        runner, "encode", PROMPTS[1], "--model", tiny_model, "--frames", "9", "--json", "--workdir", tmp_path
-    )
+    r = cli("encode", PROMPTS[1], "--model", tiny_model, "--frames", "9", "--json", "--workdir", tmp_path)
     emb = json.loads(r.stdout)["embeddings"][0]["path"]
     args = [
         "render",
@@ -282,14 +267,10 @@ def test_killed_render_continues_from_its_checkpoint(tiny_model: Path, tmp_path:
         "5",
         "--json",
     ]
-    ref = hyv(runner, *args, "--workdir", tmp_path / "ref")
+    ref = cli(*args, "--workdir", tmp_path / "ref")
     ref_lat = load_file(json.loads(ref.stdout)["latents"][0]["path"])["latents"]
     work = tmp_path / "k"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hunyuan_cli", *args, "--workdir", str(work)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = subprocess.Popen(hyv_cmd(*args, "--workdir", work), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     ckdir = work / "latents" / ".checkpoints"
     _wait_for(
         lambda: (
@@ -299,19 +280,14 @@ def test_killed_render_continues_from_its_checkpoint(tiny_model: Path, tmp_path:
     )
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    p2 = subprocess.run(
-        [sys.executable, "-m", "hunyuan_cli", *args, "--workdir", str(work)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    p2 = hyv_proc(*args, "--workdir", work)
     assert p2.returncode == 0, p2.stderr
     assert "continuing from the checkpoint at step" in p2.stderr
     out = json.loads(p2.stdout)["latents"][0]
     assert torch.equal(load_file(out["path"])["latents"], ref_lat)
 
 
-def test_render_prompts_file_per_item_settings(tiny_model: Path, tmp_path: Path, runner) -> None:  # type: ignore[no-untyped-def]
+def test_render_prompts_file_per_item_settings(tiny_model: Path, tmp_path: Path, cli: Cli) -> None:
     jl = tmp_path / "p.jsonl"
     jl.write_text(
         json.dumps({"prompt": "a [bold]cat[/]", "seed": 5, "num_videos": 2, "frames": 5})
@@ -319,41 +295,29 @@ def test_render_prompts_file_per_item_settings(tiny_model: Path, tmp_path: Path,
         + json.dumps({"prompt": "never encoded"})
         + "\n"
     )
-    enc = hyv(
-        runner, "encode", "a [bold]cat[/]", "--model", tiny_model, "--frames", "5", "--workdir", tmp_path
-    )
+    enc = cli("encode", "a [bold]cat[/]", "--model", tiny_model, "--frames", "5", "--workdir", tmp_path)
     assert enc.exit_code == 0
-    r = hyv(
-        runner, "render", "--prompts", jl, "--model", tiny_model, *SMALL_ARGS, "--json", "--workdir", tmp_path
-    )
+    r = cli("render", "--prompts", jl, "--model", tiny_model, *SMALL_ARGS, "--json", "--workdir", tmp_path)
     assert r.exit_code == 3  # one line was not encoded; the other rendered
     rows = json.loads(r.stdout)["latents"]
-    assert [(x["seed"], x["status"]) for x in rows] == [(5, "done"), (6, "done")]
+    assert [(x["seed"], x["status"]) for x in rows] == [(5, "done"), (6, "done"), (42, "failed")]
     assert load_file(rows[0]["path"])["latents"].shape[2] == 2  # 5 frames -> 2 latent frames
     assert f"{jl}:2" in r.stderr and "not encoded yet" in r.stderr
 
 
 def test_two_processes_split_the_batch(tiny_model: Path, tmp_path: Path) -> None:
     batch = _batch(tmp_path / "b.jsonl", steps=12)
-    cmd = [
-        sys.executable,
-        "-m",
-        "hunyuan_cli",
+    cmd = hyv_cmd(
         "run",
         "--prompts",
-        str(batch),
+        batch,
         "--model",
-        str(tiny_model),
-        "--frames",
-        "9",
-        "--height",
-        "32",
-        "--width",
-        "32",
+        tiny_model,
+        *SMALL_ARGS[:-2],
         "--json",
         "--workdir",
-        str(tmp_path / "w"),
-    ]
+        tmp_path / "w",
+    )
     procs = [
         subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
     ]
@@ -369,60 +333,58 @@ def test_two_processes_split_the_batch(tiny_model: Path, tmp_path: Path) -> None
         assert read_mp4(Path(outs[0]["videos"][i]["video"]))[0].shape == (9, 32, 32, 3)
 
 
-def test_cache_commands(tiny_model: Path, tmp_path: Path, runner, _private_cache: Path) -> None:  # type: ignore[no-untyped-def]
-    hyv(runner, "encode", *PROMPTS[:3], "--model", tiny_model, "--frames", "9", "--workdir", tmp_path)
-    ls = json.loads(hyv(runner, "cache", "ls", "--json").stdout)
+def test_cache_commands(tiny_model: Path, tmp_path: Path, cli: Cli, _private_cache: Path) -> None:
+    cli("encode", *PROMPTS[:3], "--model", tiny_model, "--frames", "9", "--workdir", tmp_path)
+    ls = json.loads(cli("cache", "ls", "--json").stdout)
     assert len(ls["entries"]) == 3 and ls["root"] == str(_private_cache)
-    info = json.loads(hyv(runner, "cache", "info", PROMPTS[1], "--json").stdout)
+    info = json.loads(cli("cache", "info", PROMPTS[1], "--json").stdout)
     (entry,) = info["entries"]
     m = entry["manifest"]
     assert m["prompt"] == PROMPTS[1] and m["template"]["crop_start"] > 0 and m["skip_layers"] == 2
-    assert hyv(runner, "cache", "info", entry["key"][:12], "--json").exit_code == 0
-    assert hyv(runner, "cache", "info", "no such thing").exit_code == 2
+    assert cli("cache", "info", entry["key"][:12], "--json").exit_code == 0
+    assert cli("cache", "info", "no such thing").exit_code == 2
 
     old = time.time() - 40 * 86400
     os.utime(entry["path"], (old, old))
-    pr = json.loads(hyv(runner, "cache", "prune", "--older-than", "30d", "--json").stdout)
+    pr = json.loads(cli("cache", "prune", "--older-than", "30d", "--json").stdout)
     assert pr["removed"] == [entry["key"]]
-    pr = json.loads(hyv(runner, "cache", "prune", "--max-size", "0", "--json").stdout)
+    pr = json.loads(cli("cache", "prune", "--max-size", "0", "--json").stdout)
     assert len(pr["removed"]) == 2
-    assert hyv(runner, "cache", "prune", "--max-size", "lots").exit_code == 2
+    assert cli("cache", "prune", "--max-size", "lots").exit_code == 2
 
 
 def test_cache_key_changes_with_weights(tiny_model: Path, tmp_path: Path) -> None:
     import shutil
 
-    from render.encode import TextEncoderStage
-    from render.loading import ModelRef
+    from render.engine import Engine
     from render.settings import EncodeSettings
 
     copy = tmp_path / "copy"
     shutil.copytree(tiny_model, copy)
-    a = TextEncoderStage(ModelRef(copy, "c"), EncodeSettings())
-    key_a = a.key("x", a.template(9))
+    enc = EncodeSettings()
+    a = Engine(copy).encode_stage()
+    key_a = a.key("x", a.template(9), enc)
     w = copy / "text_encoder" / "model.safetensors"
     data = bytearray(w.read_bytes())
     data[-5] ^= 0xFF  # one weight byte changed
     w.write_bytes(bytes(data))
-    b = TextEncoderStage(ModelRef(copy, "c"), EncodeSettings())
-    assert b.key("x", b.template(9)) != key_a
-    assert b.key("x", b.template(1)) != b.key("x", b.template(9))
-    assert TextEncoderStage(ModelRef(copy, "c"), EncodeSettings(text_len=64)).key(
-        "x", b.template(9)
-    ) != b.key("x", b.template(9))
+    b = Engine(copy).encode_stage()
+    assert b.key("x", b.template(9), enc) != key_a
+    assert b.key("x", b.template(1), enc) != b.key("x", b.template(9), enc)
+    assert b.key("x", b.template(9), EncodeSettings(text_len=64)) != b.key("x", b.template(9), enc)
 
 
-def test_inspect_provenance(tiny_model: Path, tmp_path: Path, runner) -> None:  # type: ignore[no-untyped-def]
-    r = hyv(runner, "run", PROMPTS[0], "--model", tiny_model, *SMALL_ARGS, "--json", "--workdir", tmp_path)
+def test_inspect_provenance(tiny_model: Path, tmp_path: Path, cli: Cli) -> None:
+    r = cli("run", PROMPTS[0], "--model", tiny_model, *SMALL_ARGS, "--json", "--workdir", tmp_path)
     v = json.loads(r.stdout)["videos"][0]
     for path, stage in ((v["embeddings"], "encode"), (v["latents"], "render"), (v["video"], "decode")):
-        out = json.loads(hyv(runner, "inspect", path, "--json").stdout)
+        out = json.loads(cli("inspect", path, "--json").stdout)
         m = out["manifest"]
         assert m["stage"] == stage
         assert {"torch", "diffusers", "transformers", "hyv"} <= set(m["versions"])
         assert m["wall_seconds"] >= 0 and m["peak_rss_bytes"] > 0 and "device" in m
-    lat = json.loads(hyv(runner, "inspect", v["latents"], "--json").stdout)["manifest"]
+    lat = json.loads(cli("inspect", v["latents"], "--json").stdout)["manifest"]
     assert lat["inputs"][0]["sha256"].startswith("sha256:") and lat["seed"] == 42
     assert lat["sampling"]["steps"] == 4 and lat["model"]["identity"].startswith("w1-")
-    table = hyv(runner, "inspect", v["video"])
+    table = cli("inspect", v["video"])
     assert table.exit_code == 0 and "decode" in table.stdout

@@ -1,0 +1,307 @@
+"""The engine: one model, its components' lifetimes, and the orchestration API every front end calls.
+
+    from render import Engine
+    engine = Engine(policy="keep-warm")                 # the bundled demo model; Engine("/path/to/model")
+    report = engine.run(["a red circle moves up on a black background"], workdir="out")
+    print(report.outcomes[0].video, engine.loads)
+
+Components load on first use, on the placement the job asks for (another placement reloads them). Policy
+"free-after-stage" (the batch default) frees each stage's models when the stage ends, so peak memory is the
+largest stage; "keep-warm" keeps them for the next call (a server, a notebook rendering many prompts).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from render.errors import SettingsError
+from render.items import Item, Report
+from render.loading import ModelRef, check_components, resolve_model, resolve_placement
+from render.progress import NullProgress, Progress
+from render.resolve import Flags, resolve_settings
+from render.settings import Placement, Settings
+
+if TYPE_CHECKING:
+    from render.denoise import DiTInfo
+    from render.encode import TextEncoderStage
+    from render.loading import TextEncoders
+
+Policy = Literal["free-after-stage", "keep-warm"]
+POLICIES: tuple[str, ...] = ("free-after-stage", "keep-warm")
+ItemLike = Item | str | Path
+
+
+@dataclass
+class Loaded:
+    """A loaded model and where it lives."""
+
+    module: Any
+    device: Any  # torch.device
+    dtype: Any  # torch.dtype
+    placement: Placement
+
+
+class Engine:
+    def __init__(
+        self,
+        model: ModelRef | str | Path | None = None,
+        *,
+        policy: Policy = "free-after-stage",
+        cache: Any = None,
+        attention_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        """`model`: a directory, a hub id, a ModelRef, or None ($HYV_MODEL, else the bundled demo model).
+        `cache`: a diffusers cache config (e.g. `FirstBlockCacheConfig(threshold=0.05)`) applied to the DiT with
+        `enable_cache` when it loads; part of every render key. `attention_kwargs` go to every DiT forward."""
+        if policy not in POLICIES:
+            raise SettingsError(f"unknown policy {policy!r}; use {' or '.join(POLICIES)}")
+        self.model = model if isinstance(model, ModelRef) else resolve_model(model)
+        self.family = self.model.family
+        self.policy = policy
+        self.cache = cache
+        self.attention_kwargs = attention_kwargs
+        self.loads: Counter[str] = Counter()  # how many times each component was loaded
+        self._held: dict[str, Loaded] = {}  # "encode" | "render" | "decode" -> the loaded model
+        self._checked: set[str] = set()
+        self._identities: dict[tuple[str, ...], str] = {}
+        self._encode_stage: TextEncoderStage | None = None
+        self._dit_info: DiTInfo | None = None
+
+    # ------------------------------------------------------------------ settings and model facts
+
+    def settings(self, flags: Flags | None = None, **given: Any) -> Settings:
+        """Settings for this model: `flags` (or keyword flags) > the model's hyv.json > hyv's defaults."""
+        return resolve_settings(flags or Flags(**given), self.model.defaults())
+
+    def require(self, *stages: str) -> None:
+        """Check once that the model has every component these stages need (configs only, no weights)."""
+        for stage in stages:
+            if stage not in self._checked:
+                check_components(self.model, stage)
+                self._checked.add(stage)
+
+    def identity(self, *components: str) -> str:
+        """Weights identity of some components (configs hashed, weights sampled), computed once."""
+        from render.hashing import weights_identity
+
+        if components not in self._identities:
+            self._identities[components] = weights_identity(*(self.model.component(c) for c in components))
+        return self._identities[components]
+
+    def dit_info(self) -> DiTInfo:
+        from render.denoise import DiTInfo
+        from render.loading import vae_factors
+
+        if self._dit_info is None:
+            self.require("render")
+            channels, t_ratio, s_ratio = vae_factors(self.model)
+            self._dit_info = DiTInfo(
+                source=self.model.source,
+                config=self.model.config("transformer"),
+                identity=self.identity(*self.family.stage_components["render"]),
+                channels=channels,
+                t_ratio=t_ratio,
+                s_ratio=s_ratio,
+            )
+        return self._dit_info
+
+    def encode_stage(self) -> TextEncoderStage:
+        """The tokenizers and cache keys of the text encoders (the encoders themselves load on first use)."""
+        from render.encode import TextEncoderStage
+
+        if self._encode_stage is None:
+            self.require("encode")
+            self._encode_stage = TextEncoderStage(self)
+        return self._encode_stage
+
+    @staticmethod
+    def dit_dtype_name(placement: Placement) -> str:
+        _, dtype = resolve_placement(placement, "render")
+        return str(dtype).removeprefix("torch.")
+
+    def sampling_extras(self) -> dict[str, Any]:
+        """What the engine adds to every render key and manifest: the step cache, when one is set."""
+        return {"cache": _describe(self.cache)} if self.cache is not None else {}
+
+    # ------------------------------------------------------------------ model lifetimes
+
+    def _get(self, stage: str, placement: Placement, load: Any) -> Loaded:
+        held = self._held.get(stage)
+        if held is not None and held.placement == placement:
+            return held
+        self.free(stage)
+        self.require(stage)
+        self._held[stage] = held = load()
+        held.placement = placement
+        return held
+
+    def text_encoders(self, placement: Placement) -> TextEncoders:
+        from render.loading import load_text_encoders
+
+        def load() -> Loaded:
+            enc = load_text_encoders(self.model, placement)
+            self.loads["text_encoders"] += 1
+            return Loaded(enc, enc.device, enc.dtype, placement)
+
+        module: TextEncoders = self._get("encode", placement, load).module
+        return module
+
+    def transformer(self, placement: Placement) -> Loaded:
+        from render.loading import load_transformer
+
+        def load() -> Loaded:
+            tr, device, dtype = load_transformer(self.model, placement)
+            self.loads["transformer"] += 1
+            if self.cache is not None:
+                tr.enable_cache(self.cache)
+            return Loaded(tr, device, dtype, placement)
+
+        return self._get("render", placement, load)
+
+    def vae(self, placement: Placement, *, tiling: bool) -> Loaded:
+        from render.loading import load_vae
+
+        def load() -> Loaded:
+            vae, device, dtype = load_vae(self.model, placement)
+            self.loads["vae"] += 1
+            return Loaded(vae, device, dtype, placement)
+
+        held = self._get("decode", placement, load)
+        if tiling != held.module.use_tiling:  # tiling acts only on videos larger than one tile
+            held.module.enable_tiling() if tiling else held.module.disable_tiling()
+        return held
+
+    def scheduler(self, shift: float) -> Any:
+        """A fresh scheduler (it keeps per-render state) with the requested shift."""
+        from render.loading import load_scheduler
+
+        return load_scheduler(self.model, shift)
+
+    def stage_done(self, stage: str) -> None:
+        """The end of a stage: free its models unless the policy keeps them warm."""
+        if self.policy == "free-after-stage":
+            self.free(stage)
+
+    def free(self, *stages: str) -> None:
+        """Drop the models of these stages (all stages when none is named) and give their memory back."""
+        from render.loading import release_memory
+
+        dropped = [self._held.pop(s) for s in (stages or tuple(self._held)) if s in self._held]
+        if dropped:
+            del dropped
+            release_memory()
+
+    def close(self) -> None:
+        self.free()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ the orchestration API
+
+    def encode(
+        self,
+        items: Sequence[ItemLike],
+        settings: Settings | None = None,
+        *,
+        workdir: str | Path = "hyv-out",
+        use_cache: bool = True,
+        progress: Progress | None = None,
+    ) -> Report:
+        """Prompts -> embeddings, one outcome per item (status done, cached or failed)."""
+        from render import pipeline
+
+        return pipeline.encode(
+            self,
+            _items(items),
+            settings or self.settings(),
+            Path(workdir),
+            use_cache,
+            progress or NullProgress(),
+        )
+
+    def render(
+        self,
+        items: Sequence[ItemLike],
+        settings: Settings | None = None,
+        *,
+        workdir: str | Path = "hyv-out",
+        resume: bool = False,
+        use_cache: bool = True,
+        progress: Progress | None = None,
+    ) -> Report:
+        """Embeddings (given, or found by the prompt's content key) -> latents, one outcome per video."""
+        from render import pipeline
+
+        return pipeline.render(
+            self,
+            _items(items),
+            settings or self.settings(),
+            Path(workdir),
+            resume,
+            use_cache,
+            progress or NullProgress(),
+        )
+
+    def decode(
+        self,
+        items: Sequence[ItemLike],
+        settings: Settings | None = None,
+        *,
+        workdir: str | Path = "hyv-out",
+        progress: Progress | None = None,
+    ) -> Report:
+        """Latents -> videos with their manifests, one outcome per item."""
+        from render import pipeline
+
+        return pipeline.decode(
+            self, _items(items), settings or self.settings(), Path(workdir), progress or NullProgress()
+        )
+
+    def run(
+        self,
+        items: Sequence[ItemLike],
+        settings: Settings | None = None,
+        *,
+        workdir: str | Path = "hyv-out",
+        resume: bool = False,
+        use_cache: bool = True,
+        progress: Progress | None = None,
+    ) -> Report:
+        """Prompts -> videos, stage-major: every encode, then every render, then every decode."""
+        from render import pipeline
+
+        return pipeline.run(
+            self,
+            _items(items),
+            settings or self.settings(),
+            Path(workdir),
+            resume,
+            use_cache,
+            progress or NullProgress(),
+        )
+
+
+def _items(items: Sequence[ItemLike]) -> list[Item]:
+    if isinstance(items, (str, Path)):
+        items = [items]
+    return [Item.of(x, n) for n, x in enumerate(items, start=1)]
+
+
+def _describe(config: Any) -> dict[str, Any]:
+    """A cache config as JSON: its class and its fields (callables and tensors by their repr)."""
+    is_instance = dataclasses.is_dataclass(config) and not isinstance(config, type)
+    fields = dataclasses.asdict(config) if is_instance else dict(vars(config))
+    safe = {
+        k: v if isinstance(v, (int, float, str, bool, type(None), list, tuple)) else repr(v)
+        for k, v in fields.items()
+    }
+    return {"kind": type(config).__name__, **safe}

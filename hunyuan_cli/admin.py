@@ -9,7 +9,14 @@ from typing import Annotated, Any
 
 import typer
 
-from hunyuan_cli.common import JsonOpt, emit_json, quiet_libraries, reported_errors
+from hunyuan_cli.common import (
+    DEFAULT_WORKDIR,
+    JsonOpt,
+    WorkdirOpt,
+    emit_json,
+    quiet_libraries,
+    reported_errors,
+)
 
 models_app = typer.Typer(help="Create and check models.", no_args_is_help=True)
 cache_app = typer.Typer(help="The content-addressed embedding cache ($HYV_CACHE_DIR).", no_args_is_help=True)
@@ -191,34 +198,51 @@ def cache_prune(
             typer.echo(f"{verb} {len(removed)} entries ({_human(freed)})")
 
 
+def clean(
+    workdir: WorkdirOpt = DEFAULT_WORKDIR,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be removed.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Remove what killed runs left in a work directory: temporary files and lock files nobody holds."""
+    with reported_errors():
+        from render.errors import UsageError
+        from render.workdir import leftovers, remove
+
+        if not workdir.is_dir():
+            raise UsageError(f"--workdir {workdir} is not a directory")
+        found = leftovers(workdir)
+        if not dry_run:
+            remove(found)
+        if json_out:
+            emit_json({"command": "clean", "removed": [str(p) for p in found], "dry_run": dry_run})
+        else:
+            for p in found:
+                typer.echo(f"{'would remove' if dry_run else 'removed'} {p}")
+            typer.echo(f"{len(found)} leftover(s) {'found' if dry_run else 'removed'} in {workdir}")
+
+
 def inspect(
-    artifact: Annotated[
-        Path,
+    artifacts: Annotated[
+        list[Path],
         typer.Argument(
-            help="An embeddings, latents or checkpoint artifact, or a video (its manifest beside it)."
+            help="Embeddings, latents or checkpoint artifacts, or videos (their manifests beside them).",
+            metavar="FILE",
+            show_default=False,
         ),
     ],
     json_out: JsonOpt = False,
 ) -> None:
-    """Print an artifact's provenance manifest."""
+    """Print the provenance manifest of each artifact."""
     with reported_errors():
-        from render.artifacts import read_manifest
-        from render.errors import ArtifactError
+        from render.artifacts import read_any_manifest
 
-        if artifact.suffix == ".json" or artifact.suffix == ".mp4" or artifact.is_dir():
-            side = artifact if artifact.suffix == ".json" else artifact.with_name(artifact.name + ".json")
-            if not side.is_file():
-                raise ArtifactError(f"{artifact} has no manifest beside it ({side.name})")
-            try:
-                kind, manifest = "video", json.loads(side.read_text())
-            except json.JSONDecodeError:
-                raise ArtifactError(f"{side} is not valid JSON") from None
-        else:
-            kind, manifest = read_manifest(artifact)
+        found = [(p, *read_any_manifest(p)) for p in artifacts]
         if json_out:
-            emit_json({"command": "inspect", "path": str(artifact), "kind": kind, "manifest": manifest})
+            rows = [{"path": str(p), "kind": kind, "manifest": m} for p, kind, m in found]
+            emit_json({"command": "inspect", "artifacts": rows})
         else:
-            _print_manifest(manifest, f"{artifact} ({kind})")
+            for p, kind, m in found:
+                _print_manifest(m, f"{p} ({kind})")
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:

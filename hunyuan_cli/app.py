@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from hunyuan_cli import admin, rewrite_cmd, stages
-from hunyuan_cli.common import STATE
+from hunyuan_cli.common import STATE, run_app
 
 app = typer.Typer(
     name="hyv",
@@ -49,7 +49,8 @@ rewrite_cmd.register(app)
 app.add_typer(admin.models_app, name="models", rich_help_panel="Models and artifacts")
 app.add_typer(admin.cache_app, name="cache", rich_help_panel="Models and artifacts")
 app.command("inspect", rich_help_panel="Models and artifacts")(admin.inspect)
+app.command("clean", rich_help_panel="Models and artifacts")(admin.clean)
 
 
 def main() -> None:
-    app()
+    run_app(app)

@@ -23,7 +23,8 @@ JsonOpt = Annotated[
     typer.Option("--json", help="Print exactly one JSON object on stdout naming every artifact produced."),
 ]
 WorkdirOpt = Annotated[
-    Path, typer.Option("--workdir", help="Where artifacts are written.", file_okay=False, dir_okay=True)
+    Path,
+    typer.Option("--workdir", help="Where artifacts are written.", file_okay=False, dir_okay=True, metavar="DIR"),
 ]
 DEFAULT_WORKDIR = Path("hyv-out")
 
@@ -66,6 +67,41 @@ def reported_errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
+def run_app(app: typer.Typer) -> None:
+    """Run the CLI; a usage error (a bad or missing option, `--steps abc`) is one line on stderr and exit 2."""
+    from typer._click import exceptions as cx  # typer's own click, whose errors it raises
+
+    _quiet_library_logs()
+    try:
+        code = app(standalone_mode=False)
+    except cx.NoArgsIsHelpError as exc:  # `hyv` or `hyv models` alone: the help
+        exc.show()
+        code = 0
+    except cx.UsageError as exc:
+        where = f"; see `{exc.ctx.command_path} --help`" if exc.ctx is not None else ""
+        error_line(f"{exc.format_message().rstrip('.')}{where}")
+        code = 2
+    except cx.ClickException as exc:
+        error_line(exc.format_message())
+        code = exc.exit_code
+    except typer.Abort:
+        error_line("interrupted")
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _quiet_library_logs() -> None:
+    """diffusers' and transformers' info logs and progress bars would mix with hyv's own display; set through
+    their environment variables, so that nothing heavy is imported for it."""
+    for var, value in (
+        ("TRANSFORMERS_VERBOSITY", "error"),
+        ("DIFFUSERS_VERBOSITY", "error"),
+        ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
+        ("TOKENIZERS_PARALLELISM", "false"),
+    ):
+        os.environ.setdefault(var, value)
+
+
 def emit_json(obj: dict[str, Any]) -> None:
     """The one JSON object a --json command prints."""
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
@@ -85,3 +121,33 @@ def quiet_libraries() -> None:
     dlog.disable_progress_bar()
     tlog.set_verbosity_error()
     tlog.disable_progress_bar()
+
+
+_WORDS = {"int": "INTEGER", "float": "NUMBER", "str": "TEXT", "path": "PATH", "Path": "PATH", "dir": "DIR",
+          "file": "FILE"}  # fmt: skip
+
+
+def _type_label(param: Any, ctx: Any) -> str:
+    """What the help shows in the type column: the metavar, nothing for a flag, else a plain word (INTEGER,
+    NUMBER, TEXT, DIR, FILE, PATH; `...` when it takes several), never a Python type such as <list[str]>."""
+    from typer.core import TyperArgument
+
+    if param.metavar is not None and not isinstance(param, TyperArgument):  # an argument's is in its name
+        return str(param.metavar)
+    if getattr(param, "is_flag", False):
+        return ""
+    inner = str(param.display_type(ctx)).strip("<>")
+    many = inner.startswith("list[") or param.nargs != 1
+    inner = inner.removeprefix("list[").removesuffix("]")
+    return _WORDS.get(inner, inner.upper()) + ("..." if many else "")
+
+
+def _plain_help_types() -> None:
+    """typer's rich help shows Python types (<bool>, <list[Path]>) in its type column; hyv shows `_type_label`."""
+    from typer.core import TyperArgument, TyperOption
+
+    TyperOption.display_type_rich = _type_label  # type: ignore[method-assign,assignment]
+    TyperArgument.display_type_rich = _type_label  # type: ignore[method-assign,assignment]
+
+
+_plain_help_types()

@@ -18,16 +18,23 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from hunyuan_cli.common import DEFAULT_WORKDIR
+from render.loading import DEMO_DEFAULTS
 from render.resolve import Flags
 from render.settings import DEFAULTS
 
 F = TypeVar("F", bound=Callable[..., Any])
 _R, _E, _D, _P = DEFAULTS.render, DEFAULTS.encode, DEFAULTS.decode, DEFAULTS.render.placement
-_MODEL = "or the model's"
+
+
+def _dm(name: str) -> str:
+    """The default of a setting a model may set: "[default: 129, or the model's (the demo model: 17)]"."""
+    ours = next(getattr(o, name) for o in (_R, _E, _D) if hasattr(o, name))
+    demo = DEMO_DEFAULTS.get(name)
+    return f"[default: {ours}, or the model's" + (f" (the demo model: {demo})]" if demo is not None else "]")
 
 
 # The help panel of each group of options.
-_PANELS = {"target": "Options", "cache": "Options", "resume": "Options", "rewrite": "Rewriting"}
+_PANELS = {"target": "Options", "cache": "Options", "resume": "Options", "rewrite": "Rewriting", "output": "Output"}
 _PANELS |= {"decode": "Output", "placement": "Placement"}
 
 
@@ -52,22 +59,23 @@ _DEMO = "$HYV_MODEL, else the bundled demo model"
 # fmt: off
 OPTIONS: dict[str, tuple[str, Any]] = {
     # settings (the fields of render.resolve.Flags)
-    "frames": _opt("frames", int, "--frames", help=f"Frames, 4k+1 [default: {_R.frames}, {_MODEL}]."),
-    "height": _opt("render", int, "--height", help=f"Multiple of 16 [default: {_R.height}, {_MODEL}]."),
-    "width": _opt("render", int, "--width", help=f"Multiple of 16 [default: {_R.width}, {_MODEL}]."),
+    "frames": _opt("frames", int, "--frames", help=f"Frames, 4k+1 {_dm('frames')}."),
+    "height": _opt("render", int, "--height", help=f"Multiple of 16 {_dm('height')}."),
+    "width": _opt("render", int, "--width", help=f"Multiple of 16 {_dm('width')}."),
     "size": _opt("render", str, "--size", help="Resolution preset: 720p or 540p (with --aspect)."),
     "aspect": _opt("render", str, "--aspect", help="With --size: 16:9 (default), 9:16, 4:3, 3:4 or 1:1."),
-    "steps": _opt("render", int, "--steps", help=f"Denoising steps [default: {_R.steps}, {_MODEL}]."),
-    "seed": _opt("render", int, "--seed", help=f"Seed of video 1; video i uses seed + i [default: {_R.seed}]."),
+    "steps": _opt("render", int, "--steps", help=f"Denoising steps {_dm('steps')}."),
+    "seed": _opt("render", str, "--seed", help=f"Seed of video 1, or random; video i: seed + i [default: {_R.seed}].",
+                 metavar="N|random"),
     "num_videos": _opt("render", int, "--num-videos", help=f"Videos per prompt [default: {_R.num_videos}]."),
-    "guidance": _opt("render", float, "--guidance", help=f"Embedded guidance [default: {_R.guidance}, {_MODEL}]."),
-    "shift": _opt("render", float, "--shift", help=f"Flow shift of the sigmas [default: {_R.shift}, {_MODEL}]."),
+    "guidance": _opt("render", float, "--guidance", help=f"Embedded guidance {_dm('guidance')}."),
+    "shift": _opt("render", float, "--shift", help=f"Flow shift of the sigmas {_dm('shift')}."),
     "cfg_scale": _opt("render", float, "--cfg-scale", help=f"{_CFG} [default: {_R.cfg_scale}, off]."),
     "neg_prompt": _opt("render", str, "--negative-prompt", "--neg-prompt", help=f"With {_NEG} [default: Tencent's]."),
     "save_every": _opt("render", int, "--save-every", help="A resumable checkpoint every K steps [default: 0, off]."),
     "stop_at": _opt("render", int, "--stop-at", help="Render the first N steps (a preview); continue with --resume."),
-    "text_len": _opt("encode", int, "--text-len", help=f"Llama tokens kept [default: {_E.text_len}, {_MODEL}]."),
-    "fps": _opt("decode", int, "--fps", help=f"Frames per second [default: {_D.fps}, {_MODEL}]."),
+    "text_len": _opt("encode", int, "--text-len", help=f"Llama tokens kept {_dm('text_len')}."),
+    "fps": _opt("decode", int, "--fps", help=f"Frames per second {_dm('fps')}."),
     "format": _opt("decode", str, "--format", help="mp4 or png (a folder of frames) [default: mp4]."),
     "tiling": _opt("decode", bool, "--tiling/--no-tiling", help="VAE tiling [default: on]."),
     "device": _opt("placement", str, "--device", help="auto, cpu, cuda, cuda:N [default: auto]."),
@@ -76,6 +84,8 @@ OPTIONS: dict[str, tuple[str, Any]] = {
     "model": _opt("target", str, "--model", "-m", help=f"Model dir or hub id [default: {_DEMO}]."),
     "workdir": _opt("target", Path, "--workdir", help=f"Where artifacts go [default: {_W}].", file_okay=False),
     "json_out": _opt("target", bool, "--json", help="Print one JSON object on stdout naming every artifact."),
+    "quiet": _opt("target", bool, "--quiet", "-q", help="Print only the paths made, one a line (for scripts)."),
+    "output": _opt("output", Path, "--output", "-o", help="Where the one video goes [default: WORKDIR/videos/]."),
     "no_cache": _opt("cache", bool, "--no-cache", help="Neither read nor write the embedding cache."),
     "resume": _opt("resume", bool, "--resume", help="Continue renders stopped at --stop-at past that step."),
     # prompt rewriting before encoding (run)
@@ -89,8 +99,8 @@ OPTIONS: dict[str, tuple[str, Any]] = {
 GROUPS = {
     "encode": ("target", "cache", "frames", "encode", "placement"),
     "render": ("target", "cache", "resume", "frames", "render", "encode", "placement"),
-    "decode": ("target", "decode", "placement"),
-    "run": ("target", "cache", "resume", "rewrite", "frames", "render", "encode", "decode", "placement"),
+    "decode": ("target", "output", "decode", "placement"),
+    "run": ("target", "output", "cache", "resume", "rewrite", "frames", "render", "encode", "decode", "placement"),
 }
 
 
@@ -108,6 +118,8 @@ class StageOptions:
     model: str | None = None
     workdir: Path = DEFAULT_WORKDIR
     json_out: bool = False
+    quiet: bool = False
+    output: Path | None = None
     use_cache: bool = True
     resume: bool = False
     rewrite: Rewrite | None = None
@@ -122,13 +134,15 @@ def _build(**given: Any) -> StageOptions:
         model=given.get("model"),
         workdir=given.get("workdir") or DEFAULT_WORKDIR,
         json_out=bool(given.get("json_out")),
+        quiet=bool(given.get("quiet")),
+        output=given.get("output"),
         use_cache=not given.get("no_cache"),
         resume=bool(given.get("resume")),
         rewrite=Rewrite(mode, rw["endpoint"], rw["api_model"], rw["model"]) if mode is not None else None,
     )
 
 
-_OWN_GROUPS = ("target", "cache", "resume", "rewrite")
+_OWN_GROUPS = ("target", "cache", "resume", "rewrite", "output")
 
 
 def stage_options(command: str) -> Callable[[F], F]:
@@ -165,4 +179,6 @@ PromptsFileOpt = Annotated[
         show_default=False,
     ),
 ]
-PromptArgs = Annotated[list[str] | None, typer.Argument(help="Prompts (quote each one).", show_default=False)]
+PromptArgs = Annotated[
+    list[str] | None, typer.Argument(help="Prompts (quote each one).", show_default=False, metavar="PROMPT")
+]

@@ -39,36 +39,50 @@ def summary(report: Report, line_errors: list[LineError]) -> dict[str, int]:
 
 
 def print_report(
-    command: str,
-    report: Report,
-    line_errors: list[LineError],
-    opts: StageOptions,
-    extra: dict[str, Any] | None,
+    command: str, report: Report, line_errors: list[LineError], opts: StageOptions, extra: dict[str, Any] | None
 ) -> None:
     counts = summary(report, line_errors)
     if opts.json_out:
         rows = [o.as_json() for o in report.outcomes]
         emit_json({"command": command, MAKES[command]: rows, **counts, **(extra or {})})
         return
+    if opts.quiet:  # the paths made, one a line, for `X=$(hyv ... -q)`
+        for o in report.outcomes:
+            if o.status in ("done", "cached", "skipped") and o.path is not None:
+                typer.echo(str(o.path))
+            elif o.status == "stopped" and (o.video or o.preview) is not None:
+                typer.echo(str(o.video or o.preview))
+        return
     for o in report.outcomes:
         if o.status == "stopped":
             typer.echo(
-                f"stopped at step {o.step}: {o.checkpoint} (preview: {o.video or o.preview}); "
+                f"stopped at step {o.step}: preview {o.video or o.preview} (checkpoint {o.checkpoint}); "
                 "continue with the same command and --resume"
             )
         elif o.path is not None and o.status != "failed":
             typer.echo(f"{o.status:8} {o.path}")
-    if command == "encode":
-        typer.echo(f"{report.encodes} encoded, {report.cache_hits} cache hits, {counts['failed']} failed")
-        return
-    if report.outcomes and counts["already_done"] == len(report.outcomes):
-        typer.echo(
-            f"nothing to do: all {len(report.outcomes)} {MAKES[command]} already exist in {opts.workdir}"
-        )
-    typer.echo(
-        f"{counts['made']} made, {counts['already_done']} already done, {counts['stopped']} stopped, "
-        f"{counts['failed']} failed; encodes: {report.encodes}, cache hits: {report.cache_hits}"
-    )
+    typer.echo(_summary_line(command, report, counts, opts))
+
+
+def _summary_line(command: str, report: Report, counts: dict[str, int], opts: StageOptions) -> str:
+    """What was made, in words: "2 made, 1 already done", "1 stopped at step 5 (a preview)"."""
+    n = len(report.outcomes)
+    if n and counts["already_done"] + counts["cached"] == n and not counts["failed"]:
+        return f"nothing to do: all {n} {MAKES[command]} already exist in {opts.workdir}"
+    parts = [f"{counts['made']} {'encoded' if command == 'encode' else 'made'}"]
+    if counts["cached"]:
+        parts.append(f"{counts['cached']} from the cache")
+    if counts["already_done"]:
+        parts.append(f"{counts['already_done']} already done")
+    if counts["stopped"]:
+        steps = sorted({o.step for o in report.outcomes if o.status == "stopped" and o.step is not None})
+        at = ", ".join(map(str, steps))
+        parts.append(f"{counts['stopped']} stopped at step {at} (a preview each; --resume continues)")
+    if counts["failed"]:
+        parts.append(f"{counts['failed']} failed")
+    if command in ("render", "run") and (report.encodes or report.cache_hits):
+        parts.append(f"encodes: {report.encodes}, cache hits: {report.cache_hits}")
+    return "; ".join(parts)
 
 
 def finish(report: Report, line_errors: list[LineError]) -> None:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from hunyuan_cli.common import quiet_libraries, reported_errors
-from hunyuan_cli.console import RichProgress, announce_model
+from hunyuan_cli.common import reported_errors
+from hunyuan_cli.console import announce_model, err_console
 from hunyuan_cli.options import PromptArgs, PromptsFileOpt, StageOptions, stage_options
 from hunyuan_cli.output import finish, print_report, report_line_errors
+from hunyuan_cli.progress import make_progress
 
 if TYPE_CHECKING:
     from render.batch import LineError
@@ -31,14 +32,20 @@ def _execute(command: str, opts: StageOptions, inputs: Callable[[], _Inputs], **
     `command` with a progress display, print what it made and exit with the batch's code."""
     with reported_errors():
         from render.engine import Engine
+        from render.errors import UsageError
 
         engine = Engine(opts.model)
         settings = engine.settings(opts.flags)
+        if isinstance(opts.flags.seed, str) and opts.flags.seed.strip().lower() == "random":
+            err_console.print(f"seed: {settings.render.seed} (drawn at random; recorded in every manifest)")
         got = inputs()
-        quiet_libraries()
+        if opts.output is not None:
+            if len(got.items) != 1:
+                raise UsageError(f"-o names one video, but {len(got.items)} items were given; use --workdir")
+            got.items = [replace(got.items[0], output=opts.output)]
         announce_model(engine.model, [it.prompt for it in got.items if it.prompt is not None])
         report_line_errors(got.line_errors)
-        with RichProgress(not opts.json_out) as progress:
+        with make_progress(quiet=opts.json_out or opts.quiet) as progress:
             run = getattr(engine, command)
             report = run(got.items, settings, workdir=opts.workdir, progress=progress, **call)
         print_report(command, report, got.line_errors, opts, extra=got.extra)
@@ -62,7 +69,10 @@ def encode(prompts: PromptArgs = None, prompts_file: PromptsFileOpt = None, *, o
 
 
 EmbeddingsArgs = Annotated[
-    list[Path] | None, typer.Argument(help="Embeddings artifacts from `hyv encode`.", show_default=False)
+    list[Path] | None,
+    typer.Argument(
+        help="Embeddings artifacts from `hyv encode`.", show_default=False, metavar="EMBEDDINGS"
+    ),
 ]
 
 
@@ -91,16 +101,13 @@ def render(
 
 
 LatentsArgs = Annotated[
-    list[Path], typer.Argument(help="Latents artifacts from `hyv render`.", show_default=False)
+    list[Path],
+    typer.Argument(help="Latents artifacts from `hyv render`.", show_default=False, metavar="LATENTS"),
 ]
 
 
 @stage_options("decode")
-def decode(
-    latents: LatentsArgs,
-    *,
-    opts: StageOptions,
-) -> None:
+def decode(latents: LatentsArgs, *, opts: StageOptions) -> None:
     """Latents -> an mp4 per artifact (or --format png: a folder of frames), with a manifest beside it."""
 
     def gather() -> _Inputs:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from render.errors import ArtifactError
-from render.fsutil import atomic_target
+from render.fsutil import atomic_target, dumps
 from render.hashing import file_sha256
 
 FORMAT = "1"
@@ -44,28 +44,49 @@ def write_artifact(path: Path, kind: str, tensors: dict[str, Any], manifest: dic
     missing = [k for k in KINDS[kind] if k not in tensors]
     if missing:
         raise ValueError(f"{kind} artifact without {missing}")
-    meta = {"hyv_kind": kind, "hyv_format": FORMAT, "manifest": json.dumps(manifest, ensure_ascii=False)}
+    meta = {"hyv_kind": kind, "hyv_format": FORMAT, "manifest": dumps(manifest)}
     with atomic_target(path) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=meta)
     return path
 
 
-def read_manifest(path: Path, kind: str | None = None) -> tuple[str, dict[str, Any]]:
-    """(kind, manifest) from the header only; raise ArtifactError for anything that is not a whole hyv artifact."""
-    from safetensors import safe_open
+MAX_HEADER = 100 << 20  # bytes: safetensors' own limit on a header
 
+
+def read_header(path: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    """(metadata, tensor entries) of a safetensors file, read in plain Python (no torch: `hyv inspect` and the
+    checks of a no-op re-run stay instant); an ArtifactError unless the file is whole: the tensors' data must end
+    exactly where the file ends (a truncated file does not)."""
     if not path.exists():
         raise ArtifactError(f"{path} does not exist")
     if path.is_dir():
         raise ArtifactError(f"{path} is a directory, not a hyv artifact file")
+    size = path.stat().st_size
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            names = set(f.keys())
-    except Exception as exc:  # safetensors raises its own error types for bad headers
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if size < 8 or not 2 <= n <= min(MAX_HEADER, size - 8):
+                raise ValueError("no safetensors header")
+            header = json.loads(f.read(n))
+        if not isinstance(header, dict):
+            raise ValueError("the header is not a JSON object")
+        meta = header.pop("__metadata__", None) or {}
+        ends = [int(t["data_offsets"][1]) for t in header.values()]
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         raise ArtifactError(
             f"{path} is not a readable safetensors file ({_short(exc)}); it may be truncated: re-create it"
         ) from None
+    if 8 + n + max(ends, default=0) != size:
+        raise ArtifactError(
+            f"{path} is truncated or corrupt ({size} bytes, its header describes {8 + n + max(ends, default=0)}); "
+            "re-create it"
+        )
+    return (meta if isinstance(meta, dict) else {}), header
+
+
+def read_manifest(path: Path, kind: str | None = None) -> tuple[str, dict[str, Any]]:
+    """(kind, manifest) from the header; raise ArtifactError for anything that is not a whole hyv artifact."""
+    meta, tensors = read_header(path)
     found = meta.get("hyv_kind")
     if found not in KINDS or "manifest" not in meta:
         raise ArtifactError(f"{path} is a safetensors file but not a hyv artifact (no hyv metadata)")
@@ -75,13 +96,15 @@ def read_manifest(path: Path, kind: str | None = None) -> tuple[str, dict[str, A
         )
     if kind is not None and found != kind:
         raise ArtifactError(f"{path} holds {found}, but {kind} are needed here")
-    lacking = [k for k in KINDS[found] if k not in names]
+    lacking = [k for k in KINDS[found] if k not in tensors]
     if lacking:
         raise ArtifactError(f"{path} lacks the tensors {lacking}; re-create it")
     try:
         manifest = json.loads(meta["manifest"])
     except json.JSONDecodeError:
         raise ArtifactError(f"{path} has a corrupt manifest; re-create it") from None
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{path} is not a hyv artifact (its manifest is not a JSON object)")
     return found, manifest
 
 
@@ -98,9 +121,10 @@ def read_artifact(path: Path, kind: str) -> Artifact:
 
 
 def is_valid(path: Path, kind: str) -> bool:
-    """A final artifact that exists and reads back whole (checked, not assumed)."""
+    """A final artifact of this kind that exists and is whole: its header and size are checked, not assumed
+    (what safetensors itself checks when it loads the tensors)."""
     try:
-        read_artifact(path, kind)
+        read_manifest(path, kind)
     except ArtifactError:
         return False
     return True
@@ -108,3 +132,24 @@ def is_valid(path: Path, kind: str) -> bool:
 
 def _short(exc: Exception) -> str:
     return " ".join(str(exc).split())[:160]
+
+
+def read_any_manifest(path: Path) -> tuple[str, dict[str, Any]]:
+    """(kind, manifest) of any hyv output: an artifact, or a video (mp4 or PNG folder) with its manifest beside
+    it, or that manifest itself; ArtifactError for anything else."""
+    from render.workdir import Workdir
+
+    if path.suffix == ".safetensors" and not path.is_dir():
+        return read_manifest(path)
+    side = path if path.suffix == ".json" else Workdir.sidecar(path)
+    if not path.exists():
+        raise ArtifactError(f"{path} does not exist")
+    if not side.is_file():
+        raise ArtifactError(f"{path} is not a hyv artifact (no manifest beside it: {side.name})")
+    try:
+        manifest = json.loads(side.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ArtifactError(f"{side} is not valid JSON; it is not a hyv manifest") from None
+    if not isinstance(manifest, dict) or manifest.get("stage") != "decode":
+        raise ArtifactError(f"{side} is not a hyv video manifest")
+    return "video", manifest

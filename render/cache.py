@@ -32,6 +32,14 @@ def embeddings_dir() -> Path:
     return cache_root() / "embeddings"
 
 
+def unusable() -> str | None:
+    """Why the cache cannot be used (e.g. a read-only or not-a-directory location), or None when it can."""
+    from render.workdir import writable_dir_problem
+
+    problem = writable_dir_problem(embeddings_dir())
+    return f"{embeddings_dir()} {problem}" if problem else None
+
+
 def entry_path(key: str) -> Path:
     return embeddings_dir() / f"{key}.safetensors"
 

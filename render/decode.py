@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from render.artifacts import Artifact, read_artifact, read_manifest
 from render.errors import ArtifactError, HyvError, IncompatibleError, NonFiniteError, UsageError
-from render.fsutil import remove_leftovers, write_text_atomic
+from render.fsutil import atomic_target, dumps, remove_leftovers, write_text_atomic
+from render.hashing import tree_sha256
 from render.items import Outcome
 from render.manifest import StageMeter, versions
 from render.progress import Progress
@@ -57,20 +58,35 @@ def decode_frames(vae: Any, device: Any, latents: Any, tiling: bool) -> Any:
 
 
 def is_decoded(path: Path, latents_sha: str, settings: DecodeSettings) -> bool:
-    """A finished video: the file and its manifest exist, and the manifest names these latents and settings."""
-    side = Workdir.sidecar(path)
-    if not path.exists() or not side.is_file():
+    """A finished video: its manifest names these latents and settings, and the video's bytes are the ones the
+    manifest recorded (a truncated or altered video is not done)."""
+    m = read_video_manifest(path)
+    if m is None or not path.exists():
         return False
+    inputs = m.get("inputs")
+    first = inputs[0] if isinstance(inputs, list) and inputs and isinstance(inputs[0], dict) else {}
+    if first.get("sha256") != latents_sha:
+        return False
+    if any(m.get(k) != v for k, v in _decode_record(settings).items()):
+        return False
+    video = m.get("video")
+    return isinstance(video, dict) and video.get("sha256") == tree_sha256(path)
+
+
+def read_video_manifest(video: Path) -> dict[str, Any] | None:
+    """The manifest beside a video, or None when it is missing or not a JSON object."""
     try:
-        m = json.loads(side.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    same = m.get("inputs", [{}])[0].get("sha256") == latents_sha and m.get("format") == settings.format
-    if not same:
-        return False
-    if settings.format == "png":
-        return path.is_dir() and len(list(path.glob("*.png"))) == m.get("frames")
-    return path.stat().st_size > 0
+        m = json.loads(Workdir.sidecar(video).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return m if isinstance(m, dict) else None
+
+
+def _decode_record(settings: DecodeSettings) -> dict[str, Any]:
+    """The settings that change a video's bytes, as its manifest records them."""
+    mp4 = settings.format == "mp4"
+    return {"format": settings.format, "fps": settings.fps, "crf": settings.crf if mp4 else None,
+            "tiling": settings.tiling}  # fmt: skip
 
 
 def decode_jobs(
@@ -99,7 +115,7 @@ def _decode_one(
 ) -> None:
     art = read_artifact(job.latents, "latents")
     sha = art.sha256
-    out = workdir.video(job.latents, settings.format)
+    out = job.out.item.output or workdir.video(job.latents, settings.format)
     job.out.video, job.out.manifest = out, Workdir.sidecar(out)
     job.out.seed = job.out.seed if job.out.seed is not None else art.manifest.get("seed")
     job.out.prompt = job.out.prompt or art.manifest.get("prompt")
@@ -143,32 +159,51 @@ def _write_video(
     vae = engine.vae(settings.placement, tiling=settings.tiling)
     frames = decode_frames(vae.module, vae.device, lat, settings.tiling)  # [F, H, W, 3] uint8
     progress.step()
-    if settings.format == "mp4":
-        write_mp4(out, frames, settings.fps, settings.crf)
-    else:
-        write_png_folder(out, frames)
     manifest = {
         "stage": "decode",
         "prompt": art.manifest.get("prompt"),
         "original_prompt": art.manifest.get("original_prompt"),
         "seed": art.manifest.get("seed"),
         "inputs": [{"kind": "latents", "path": str(art.path), "sha256": sha}],
-        "format": settings.format,
-        "fps": settings.fps,
-        "crf": settings.crf if settings.format == "mp4" else None,
+        **_decode_record(settings),
         "frames": int(frames.shape[0]),
         "height": int(frames.shape[1]),
         "width": int(frames.shape[2]),
-        "tiling": settings.tiling,
         "model": {"source": engine.model.source, "vae_identity": engine.identity("vae")},
         "device": str(vae.device),
         "versions": versions(),
         "render": art.manifest,
-        **meter.record(),
     }
-    write_text_atomic(Workdir.sidecar(out), json.dumps(manifest, indent=2, ensure_ascii=False))
+    # The video is written under a temporary name, then its manifest (with the video's hash), and only then does
+    # the video take its final name: a final-named video always has its manifest, and a re-run finds a video
+    # that was truncated or altered afterwards (its hash no longer matches) and makes it again.
+    with atomic_target(out) as tmp:
+        if settings.format == "mp4":
+            write_mp4(tmp, frames, settings.fps, settings.crf)
+        else:
+            write_png_folder(tmp, frames)
+        manifest["video"] = {"sha256": tree_sha256(tmp), "bytes": _size(tmp)}
+        manifest.update(meter.record())
+        write_text_atomic(Workdir.sidecar(out), dumps(manifest, indent=2))
     job.out.status = "done"
     progress.item("done", out.name)
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.iterdir()) if path.is_dir() else path.stat().st_size
+
+
+def check_output(path: Path, settings: DecodeSettings) -> None:
+    """A UsageError, before any work, for an output path the video cannot take."""
+    if settings.format == "mp4" and path.suffix.lower() != ".mp4":
+        raise UsageError(f"-o {path}: an mp4 needs a name ending in .mp4 (or give --format png for a folder)")
+    if path.is_dir() and settings.format == "mp4":
+        raise UsageError(f"-o {path} is a directory; give a file name ending in .mp4")
+    from render.workdir import writable_dir_problem
+
+    problem = writable_dir_problem(path.parent)
+    if problem is not None:
+        raise UsageError(f"-o {path}: the folder {path.parent} {problem}")
 
 
 def check_latents_file(path: Path) -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from render import cache
-from render.artifacts import is_valid, read_artifact, write_artifact
-from render.errors import HyvError, NonFiniteError, RuntimeFailure, UsageError
+from render.artifacts import read_artifact, write_artifact
+from render.errors import ArtifactError, HyvError, NonFiniteError, RuntimeFailure, UsageError
 from render.hashing import key_of
 from render.items import Outcome
 from render.manifest import StageMeter, versions
@@ -138,18 +138,37 @@ def plan_job(st: TextEncoderStage, job: EncodeJob, workdir: Workdir) -> Template
     return t
 
 
-def find_existing(job: EncodeJob, use_cache: bool) -> bool:
-    """Whether the job's embeddings are already in the workdir or (copied from there) in the cache."""
+def find_existing(job: EncodeJob, use_cache: bool, progress: Progress) -> bool:
+    """Whether the job's embeddings are already in the workdir or (copied from there) in the cache. A file is
+    trusted by what it records inside (its key and prompt), not by its name: one holding other embeddings is
+    corrupt, and is recomputed."""
     out = job.out
     assert out.key is not None and out.embeddings is not None
     entry = cache.entry_path(out.key)
-    if not is_valid(out.embeddings, "embeddings"):
-        if not (use_cache and is_valid(entry, "embeddings")):
+    if not _holds(out.embeddings, job, progress):
+        if not (use_cache and _holds(entry, job, progress)):
             return False
         materialize(entry, out.embeddings, job)
     cache.touch(entry)
     out.status, out.cached = "cached", True
     return True
+
+
+def _holds(path: Path, job: EncodeJob, progress: Progress) -> bool:
+    """Whether `path` is whole embeddings of this job's key and prompt. A whole file holding other ones is
+    removed, with a warning (once: it is gone after)."""
+    try:
+        m = read_artifact(path, "embeddings").manifest
+    except ArtifactError:
+        return False
+    if m.get("cache_key") == job.out.key and m.get("prompt") == job.prompt:
+        return True
+    progress.warn(
+        f"{path} holds embeddings of another prompt or settings than its name says (a corrupt "
+        f"{'cache entry' if path.parent == cache.embeddings_dir() else 'file'}); it is recomputed"
+    )
+    path.unlink(missing_ok=True)
+    return False
 
 
 def encode_jobs(
@@ -162,7 +181,7 @@ def encode_jobs(
     todo: list[tuple[EncodeJob, Template]] = []
     for job in jobs:
         t = plan_job(st, job, workdir)
-        if find_existing(job, use_cache):
+        if find_existing(job, use_cache, progress):
             progress.item("cached", job.prompt)
         else:
             todo.append((job, t))

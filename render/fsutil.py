@@ -4,11 +4,13 @@ under a final name."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 TMP_MARK = ".partial-"
 
@@ -33,9 +35,19 @@ def fsync_file(p: Path) -> None:
         os.fsync(f.fileno())
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _umask()
+
+
 @contextlib.contextmanager
 def atomic_target(final: Path) -> Iterator[Path]:
-    """Yield a temporary path to write; on success fsync it and rename it to `final`; on failure remove it."""
+    """Yield a temporary path to write; on success fsync it, give it the mode a new file gets here (some writers
+    create 0600 files), and rename it to `final`; on failure remove it."""
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_path_for(final)
     try:
@@ -43,10 +55,13 @@ def atomic_target(final: Path) -> Iterator[Path]:
         if tmp.is_dir():
             for p in tmp.iterdir():
                 fsync_file(p)
+                p.chmod(0o666 & ~UMASK)
+            tmp.chmod(0o777 & ~UMASK)
             if final.exists():
                 shutil.rmtree(final)
         else:
             fsync_file(tmp)
+            tmp.chmod(0o666 & ~UMASK)
         os.replace(tmp, final)
         fsync_dir(final.parent)
     except BaseException:
@@ -56,6 +71,11 @@ def atomic_target(final: Path) -> Iterator[Path]:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
         raise
+
+
+def dumps(obj: Any, indent: int | None = None) -> str:
+    """JSON for a manifest: strict (NaN or Infinity is an error, never invalid JSON on disk)."""
+    return json.dumps(obj, ensure_ascii=False, allow_nan=False, indent=indent)
 
 
 def write_text_atomic(final: Path, text: str) -> None:

@@ -30,6 +30,16 @@ def file_sha256(path: Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
+def tree_sha256(path: Path) -> str:
+    """sha256 of a file, or of a folder's files (names and bytes, in name order): what a video is made of."""
+    if not path.is_dir():
+        return file_sha256(path)
+    h = hashlib.sha256()
+    for p in sorted(path.iterdir()):
+        h.update(p.name.encode() + b"\0" + bytes.fromhex(file_sha256(p).removeprefix("sha256:")))
+    return "sha256:" + h.hexdigest()
+
+
 def _sampled_digest(path: Path) -> str:
     """sha256 of the file size, its first and last blocks and blocks spread evenly in between.
 

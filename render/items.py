@@ -26,6 +26,7 @@ class Item:
     original_prompt: str | None = None  # the user's text when `prompt` is a rewrite of it
     embeddings: Path | None = None  # render: embeddings made before (else found by the prompt's content key)
     latents: Path | None = None  # decode: the latents to decode
+    output: Path | None = None  # where its one video goes (default: the workdir's videos/, named by content)
 
     @property
     def label(self) -> str:

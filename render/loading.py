@@ -25,6 +25,17 @@ DTYPES = ("float32", "float16", "bfloat16")
 BUNDLED_DEMO = Path(__file__).parent / "demo_model"
 
 
+def _demo_defaults() -> dict[str, Any]:
+    try:
+        found = json.loads((BUNDLED_DEMO / "hyv.json").read_text()).get("defaults", {})
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return dict(found) if isinstance(found, dict) else {}
+
+
+DEMO_DEFAULTS = _demo_defaults()  # for help texts: what the bundled demo model uses
+
+
 @dataclass(frozen=True)
 class ModelRef:
     path: Path

@@ -13,11 +13,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from render import runindex
 from render.artifacts import read_manifest
-from render.decode import DecodeJob, check_latents_file, decode_jobs
+from render.decode import DecodeJob, check_latents_file, check_output, decode_jobs
 from render.denoise import RenderJob, render_jobs
 from render.encode import EncodeJob, encode_jobs, find_existing, plan_job
-from render.errors import SettingsError
+from render.errors import SettingsError, UsageError
 from render.items import Item, Outcome, Report
 from render.progress import Progress
 from render.settings import EncodeSettings, RenderSettings, Settings
@@ -40,9 +41,23 @@ class _Prepared:
     label: str = ""
 
 
+def _begin(workdir: Path, use_cache: bool, progress: Progress) -> tuple[Workdir, bool]:
+    """The work directory, checked writable before any work (a UsageError otherwise), and whether the embedding
+    cache can be used: it is an optimisation, so an unusable cache is a warning and the run goes on without it."""
+    from render import cache
+
+    wd = Workdir(workdir)
+    wd.check_writable()
+    if use_cache and (problem := cache.unusable()) is not None:
+        progress.warn(f"the embedding cache is not usable ({problem}); running without it")
+        use_cache = False
+    return wd, use_cache
+
+
 def encode(
     engine: Engine, items: list[Item], settings: Settings, workdir: Path, use_cache: bool, progress: Progress
 ) -> Report:
+    wd, use_cache = _begin(workdir, use_cache, progress)
     report = Report()
     jobs: list[EncodeJob] = []
     for item in items:
@@ -55,7 +70,7 @@ def encode(
         out = Outcome(item, prompt=item.prompt)
         report.outcomes.append(out)
         jobs.append(EncodeJob(item.prompt, s.frames, settings.encode, out))
-    _encode(engine, jobs, Workdir(workdir), use_cache, progress, report)
+    _encode(engine, jobs, wd, use_cache, progress, report)
     for out in report.outcomes:
         out.path = out.embeddings
     return report
@@ -70,9 +85,12 @@ def render(
     use_cache: bool,
     progress: Progress,
 ) -> Report:
-    wd, report = Workdir(workdir), Report()
+    (wd, use_cache), report = _begin(workdir, use_cache, progress), Report()
     engine.require("render")
-    prepared = [p for item in items if (p := _prepare_given(engine, item, settings, wd, use_cache, report))]
+    prepared = [
+        p for item in items if (p := _prepare_given(engine, item, settings, wd, use_cache, report, progress))
+    ]
+    _check_fits(engine, prepared, settings)
     negatives = _negative_jobs(prepared)
     _encode(engine, list(negatives.values()), wd, use_cache, progress, report)
     _render(engine, prepared, negatives, wd, resume, progress, report)
@@ -84,6 +102,7 @@ def render(
 def decode(
     engine: Engine, items: list[Item], settings: Settings, workdir: Path, progress: Progress
 ) -> Report:
+    wd, _ = _begin(workdir, False, progress)
     report = Report()
     jobs: list[DecodeJob] = []
     for item in items:
@@ -93,9 +112,11 @@ def decode(
             out.fail("nothing to decode: the item has no latents")
             continue
         check_latents_file(item.latents)  # every input checked before the VAE loads
+        if item.output is not None:
+            check_output(item.output, settings.decode)
         out.latents = item.latents
         jobs.append(DecodeJob(item.latents, out))
-    _decode(engine, jobs, settings, Workdir(workdir), progress)
+    _decode(engine, jobs, settings, wd, progress)
     for out in report.outcomes:
         out.path = out.video
     return report
@@ -110,7 +131,9 @@ def run(
     use_cache: bool,
     progress: Progress,
 ) -> Report:
-    wd, report = Workdir(workdir), Report()
+    (wd, use_cache), report = _begin(workdir, use_cache, progress), Report()
+    if not resume and (done := runindex.lookup(engine, items, settings, wd)) is not None:
+        return done  # every video is there and whole: nothing loaded, not even torch
     engine.require("encode", "render", "decode")  # a missing VAE is reported before hours of rendering
     prepared: list[_Prepared] = []
     jobs: list[EncodeJob] = []
@@ -121,9 +144,14 @@ def run(
         if item.prompt is None:
             _failed(item, settings, report, "nothing to run: the item has no prompt")
             continue
+        if item.output is not None:
+            if s.num_videos > 1:
+                raise UsageError(f"-o names one video, but {item.label[:40]!r} makes {s.num_videos}")
+            check_output(item.output, settings.decode)
         p = _Prepared(item, s, settings.encode, label=item.label)
         prepared.append(p)
         jobs.append(EncodeJob(item.prompt, s.frames, settings.encode, Outcome(item)))
+    _check_fits(engine, prepared, settings)
     negatives = _negative_jobs(prepared)
     _encode(engine, jobs + list(negatives.values()), wd, use_cache, progress, report)
     for p, job in zip(prepared, jobs, strict=True):
@@ -149,6 +177,7 @@ def run(
         if id(out) in stopped and out.status != "failed":
             out.status = "stopped"  # the video is a preview
         out.path = out.video
+    runindex.record(engine, report, settings, wd)
     return _in_item_order(report, items)
 
 
@@ -166,6 +195,14 @@ def _encode(
         engine.stage_done("encode")
     report.encodes += sum(1 for j in jobs if j.out.status == "done")
     report.cache_hits += sum(1 for j in jobs if j.out.status == "cached")
+
+
+def _check_fits(engine: Engine, prepared: list[_Prepared], settings: Settings) -> None:
+    """Every distinct size is checked against its device before any model loads."""
+    from render.fits import check_fits
+
+    for s in {replace(p.settings, seed=0, num_videos=1, neg_prompt=None) for p in prepared}:
+        check_fits(engine, s, settings.encode.text_len)
 
 
 def _render(
@@ -234,7 +271,13 @@ def _failed(item: Item, settings: Settings, report: Report, message: str) -> Non
 
 
 def _prepare_given(
-    engine: Engine, item: Item, settings: Settings, wd: Workdir, use_cache: bool, report: Report
+    engine: Engine,
+    item: Item,
+    settings: Settings,
+    wd: Workdir,
+    use_cache: bool,
+    report: Report,
+    progress: Progress,
 ) -> _Prepared | None:
     """An item to render: its embeddings given (checked now, before any model loads) or found by its prompt's
     content key in the workdir or the cache (no text encoder loads). Failures join the report."""
@@ -252,7 +295,7 @@ def _prepare_given(
     assert item.prompt is not None
     job = EncodeJob(item.prompt, s.frames, settings.encode, Outcome(item))
     plan_job(engine.encode_stage(), job, wd)
-    if not find_existing(job, use_cache):
+    if not find_existing(job, use_cache, progress):
         out = Outcome(item, seed=s.seed, prompt=item.prompt)
         out.fail("not encoded yet; run `hyv encode` on these prompts first (same model and --frames)")
         report.outcomes.append(out)

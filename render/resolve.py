@@ -32,7 +32,7 @@ class Flags:
     size: str | None = None  # a preset: 720p or 540p (with aspect); excludes height/width
     aspect: str | None = None
     steps: int | None = None
-    seed: int | None = None
+    seed: int | str | None = None  # "random": drawn now, then recorded like any seed
     num_videos: int | None = None
     guidance: float | None = None
     shift: float | None = None
@@ -92,10 +92,26 @@ def check_model_defaults(defaults: Mapping[str, Any], where: str) -> dict[str, A
     return out
 
 
+def _seed(value: int | str) -> int:
+    """An int, a string of one, or "random" (a seed drawn from the system's entropy, in [0, 2^31))."""
+    import secrets
+
+    if isinstance(value, int):
+        return value
+    if value.strip().lower() == "random":
+        return secrets.randbelow(2**31)
+    try:
+        return int(value)
+    except ValueError:
+        raise SettingsError(f"seed must be a whole number or 'random', got {value!r}") from None
+
+
 def resolve_settings(flags: Flags, model_defaults: Mapping[str, Any] | None = None) -> Settings:
     """Flags > model defaults > hyv's defaults, for every stage; checked once."""
     md = dict(model_defaults or {})
     given = {k: v for k, v in vars(flags).items() if v is not None}
+    if "seed" in given:
+        given["seed"] = _seed(given["seed"])
     if "size" in given or "aspect" in given:
         if "size" not in given:
             raise SettingsError("--aspect goes with --size (720p or 540p); or give --height and --width")

@@ -29,6 +29,8 @@ SIZE_PRESETS: dict[str, dict[str, tuple[int, int]]] = {
 }
 ASPECTS = ("16:9", "9:16", "4:3", "3:4", "1:1")
 
+MAX_VIDEOS = 10_000  # videos of one prompt in one run: more is a typo, not a plan
+
 # Settings a .jsonl item may override for itself, with their types (`name`, the file-name label, is an item field).
 ITEM_OVERRIDES: dict[str, type] = {
     "seed": int,
@@ -101,8 +103,11 @@ class RenderSettings:
                 raise SettingsError(f"{name} must be a positive multiple of 16, got {v}; try --{name} {fix}")
         if self.steps < 1:
             raise SettingsError(f"steps must be at least 1, got {self.steps}")
-        if self.num_videos < 1:
-            raise SettingsError(f"num-videos must be at least 1, got {self.num_videos}")
+        if not 1 <= self.num_videos <= MAX_VIDEOS:
+            raise SettingsError(
+                f"num-videos must be between 1 and {MAX_VIDEOS} a prompt, got {self.num_videos}; "
+                "for more, list the prompt several times with other seeds in a .jsonl file"
+            )
         if self.seed < 0 or self.seed + self.num_videos - 1 >= 2**63:
             raise SettingsError(f"seed must be in [0, 2^63), got {self.seed}")
         for name, x in (("guidance", self.guidance), ("shift", self.shift), ("cfg-scale", self.cfg_scale)):

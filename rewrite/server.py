@@ -6,6 +6,7 @@ Authorization header and nowhere else: not in errors, records, the cache or logs
 
 from __future__ import annotations
 
+import base64
 import http.client
 import ipaddress
 import json
@@ -67,6 +68,25 @@ def _error_message(raw: bytes) -> str:
     return " ".join(str(msg).split())[:300] or "no message"
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+class _CredentialsStayHome(urllib.request.HTTPRedirectHandler):
+    """Follows redirects as urllib does, but the Authorization header goes only to the server it was meant for:
+    a redirect to another scheme, host or port gets no credentials (urllib would forward them)."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(newurl) == _origin(req.full_url):
+            auth = req.unredirected_hdrs.get("Authorization")
+            if auth:
+                new.add_unredirected_header("Authorization", auth)
+        return new
+
+
 class ServerEngine:
     """Talks to one server for one batch. `identity` is what the cache keys on."""
 
@@ -74,10 +94,16 @@ class ServerEngine:
         self.backend = backend
         self.base = base_url(backend.url)
         # Loopback servers are reached directly, whatever HTTP(S)_PROXY says.
-        handlers = [urllib.request.ProxyHandler({})] if _is_loopback(self.base) else []
-        self._opener = urllib.request.build_opener(*handlers)
+        handlers: list[Any] = [urllib.request.ProxyHandler({})] if _is_loopback(self.base) else []
+        self._opener = urllib.request.build_opener(*handlers, _CredentialsStayHome())
         self.model_name = backend.model
         self.identity: dict[str, Any] = {"backend": "openai", "model": backend.model}
+        self._auth: str | None = None
+        if backend.api_key:
+            self._auth = f"Bearer {backend.api_key}"
+        elif backend.basic_auth is not None:
+            user, password = backend.basic_auth
+            self._auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
     # --- one HTTP call -------------------------------------------------------------------------------
     def _call(self, method: str, path: str, body: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
@@ -86,8 +112,8 @@ class ServerEngine:
         req.add_header("Accept", "application/json")
         if data is not None:
             req.add_header("Content-Type", "application/json")
-        if self.backend.api_key:
-            req.add_header("Authorization", f"Bearer {self.backend.api_key}")
+        if self._auth:  # unredirected: see _CredentialsStayHome
+            req.add_unredirected_header("Authorization", self._auth)
         try:
             with self._opener.open(req, timeout=timeout) as resp:
                 out = json.loads(resp.read() or b"{}")

@@ -19,6 +19,22 @@ DEFAULT_TIMEOUT = 120.0  # seconds for one request
 DEFAULT_RETRIES = 3  # extra attempts on 429, 5xx, timeouts and connection errors
 
 
+def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """(the URL without `user:password@`, (user, password) or None). The password never reaches a message."""
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(url.strip())
+    if parts.username is None and parts.password is None:
+        return url.strip(), None
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    clean = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    unquote = urllib.parse.unquote
+    return clean, (unquote(parts.username or ""), unquote(parts.password or ""))
+
+
 def resolve_mode(mode: str) -> str:
     """The canonical mode name for `mode` (case-insensitive; `master` is director)."""
     m = mode.strip().lower()
@@ -79,6 +95,8 @@ class EndpointBackend:
     url: str
     model: str
     api_key: str | None = field(default=None, repr=False)  # never printed, logged, cached or written
+    # user:password written in the URL: taken out of `url` and sent as HTTP basic auth (never printed either)
+    basic_auth: tuple[str, str] | None = field(default=None, repr=False)
     concurrency: int = DEFAULT_CONCURRENCY
     timeout: float = DEFAULT_TIMEOUT
     retries: int = DEFAULT_RETRIES
@@ -89,8 +107,16 @@ class EndpointBackend:
             raise RewriteUsageError(
                 "--endpoint is empty; give the server's base URL, e.g. http://127.0.0.1:8000/v1"
             )
-        if not self.url.startswith(("http://", "https://")):
-            raise RewriteUsageError(f"--endpoint {self.url!r} is not an http(s) URL")
+        url, creds = split_credentials(self.url)
+        if not url.startswith(("http://", "https://")):
+            raise RewriteUsageError(f"--endpoint {url!r} is not an http(s) URL")
+        if creds is not None:
+            if self.api_key or self.basic_auth:
+                raise RewriteUsageError(
+                    "--endpoint carries a user and password and HYV_API_KEY is set too; give one of them"
+                )
+            object.__setattr__(self, "url", url)
+            object.__setattr__(self, "basic_auth", creds)
         if not self.model.strip():
             raise RewriteUsageError("--api-model is required with --endpoint (the name the server serves)")
         if self.concurrency < 1:

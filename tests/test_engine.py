@@ -99,12 +99,19 @@ def test_free_after_stage_reloads_for_each_call(tiny_model: Path, tmp_path: Path
 
 def test_nothing_loads_when_everything_exists(tiny_model: Path, tmp_path: Path) -> None:
     settings = _small(Engine(tiny_model))
-    Engine(tiny_model).run(PROMPTS, settings, workdir=tmp_path)
+    first = Engine(tiny_model).run(PROMPTS, settings, workdir=tmp_path)
     again = Engine(tiny_model)
     report = again.run(PROMPTS, settings, workdir=tmp_path)
     assert [o.status for o in report.outcomes] == ["skipped", "skipped"]
-    assert report.cache_hits == 2 and report.encodes == 0
-    assert sum(again.loads.values()) == 0
+    assert [o.video for o in report.outcomes] == [o.video for o in first.outcomes]
+    assert report.encodes == 0 and sum(again.loads.values()) == 0 and again._encode_stage is None
+    # Without the run index (another hyv, or it was deleted), the artifacts are found the long way.
+    for p in (tmp_path / ".index").iterdir():
+        p.unlink()
+    third = Engine(tiny_model)
+    report = third.run(PROMPTS, settings, workdir=tmp_path)
+    assert [o.status for o in report.outcomes] == ["skipped", "skipped"]
+    assert report.cache_hits == 2 and sum(third.loads.values()) == 0
 
 
 def test_a_job_on_another_placement_reloads_the_dit(tiny_model: Path, tmp_path: Path) -> None:

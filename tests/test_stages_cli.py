@@ -145,7 +145,8 @@ def test_safe_unique_file_names(tiny_model: Path, tmp_path: Path, cli: Cli) -> N
 
 
 def _err(result) -> str:
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    """The one error line (progress lines for a log may come before it)."""
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("hyv: error:")]
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.stderr
     return lines[0]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -76,11 +77,14 @@ def vllm_server(
 ) -> Iterator[vh.VllmServer]:
     log = tmp_path_factory.mktemp("vllm") / "server.log"
     server = vh.VllmServer(python=vllm_python, model_dir=tiny_model_dir, log_path=log)
+    before = set(Path(tempfile.gettempdir()).glob("vllm_dist_*"))
     server.start()
     try:
         yield server
     finally:
         server.kill()
+    left = set(Path(tempfile.gettempdir()).glob("vllm_dist_*")) - before
+    assert not left, f"the vLLM test servers left {sorted(left)} in the temp directory"
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,9 @@ APP = (
 
 
 def hyv_in_vllm_venv(python: Path, cache: Path, *args: str) -> tuple[dict[str, Any], str]:
-    env = {**os.environ, "PYTHONPATH": str(vh.REPO), "HYV_CACHE_DIR": str(cache)}
+    tmp = cache.parent / "tmp"  # vLLM leaves vllm_dist_* files in its temporary directory: keep them here
+    tmp.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(vh.REPO), "HYV_CACHE_DIR": str(cache), "TMPDIR": str(tmp)}
     proc = subprocess.run(
         [str(python), "-c", APP, "rewrite", *args], env=env, capture_output=True, text=True, timeout=600
     )

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -215,59 +214,51 @@ APP = (
 )
 
 
-def test_server_killed_mid_batch_then_resumed(vllm_server: vh.VllmServer, tmp_path: Path) -> None:
+def test_server_killed_mid_batch_then_resumed(
+    vllm_server: vh.VllmServer, recorded: vh.RecordingProxy, tmp_path: Path
+) -> None:
     """SIGKILL the server (and its engine) while requests are in flight: the items that were not done fail
-    with their line and exit code 3; after a restart the same command completes them, the rest from cache."""
+    with their line and exit code 3; after a restart the same command completes them, the rest from cache.
+    The kill comes on an event, not a timer: the proxy lets 3 completions through and holds the next ones, and
+    the server is killed once those 3 are answered and another request waits."""
     path, sources = prompt_file(tmp_path)
     cache = tmp_path / "cache"
     out = tmp_path / "out.jsonl"
-    cmd = [sys.executable, "-c", APP, "rewrite", "--prompts", str(path), "--endpoint", vllm_server.url]
-    cmd += [
-        "--api-model",
-        "tiny",
-        "--max-tokens",
-        "256",
-        "--concurrency",
-        "2",
-        "--retries",
-        "0",
-        "-o",
-        str(out),
-    ]
-    cmd += ["--json"]
+    args = ["rewrite", "--prompts", str(path), "--api-model", "tiny", "--max-tokens", "256"]
+    args += ["--concurrency", "2", "--retries", "0", "-o", str(out), "--json"]
     env = {**os.environ, "HYV_CACHE_DIR": str(cache), "PYTHONPATH": str(vh.REPO)}
+    recorded.hold_after(3)
     try:
+        cmd = [sys.executable, "-c", APP, *args, "--endpoint", recorded.url]
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 120
-        while len(list(cache.rglob("rw1-*.json"))) < 3:  # three rewrites are done (each is cached at once)
-            assert proc.poll() is None and time.monotonic() < deadline, "the batch ended before the kill"
-            time.sleep(0.05)
+        recorded.wait_until_holding()
         vllm_server.kill(signal.SIGKILL)
+        recorded.open_gate()
         stdout, stderr = proc.communicate(timeout=120)
         assert proc.returncode == 3, stderr
         res = one_json(stdout)
         done = [i for i in res["items"] if i["ok"]]
         failed = [i for i in res["items"] if not i["ok"]]
-        assert 3 <= len(done) < 16 and res["failed"] == len(failed) == 16 - len(done)
+        assert len(done) == 3 and res["failed"] == len(failed) == 13
         for item in failed:
             assert f"hyv: {sources[item['original_prompt']]}: " in stderr
-            assert item["error"].startswith(
-                ("request failed after 1 attempt(s)", "the server answered HTTP 5")
-            )
+            assert item["error"].startswith(("request failed after 1 attempt(s)", "the server answered HTTP 5"))
         assert stderr.strip().splitlines()[-1].startswith(f"hyv: error: {len(failed)} prompt(s) failed")
         pf = read_prompt_file(out)  # the successes are usable, the failures are line errors
         assert len(pf.items) == len(done) and len(pf.errors) == len(failed)
     finally:
+        recorded.reset()
         if vllm_server.proc is None:
             vllm_server.start()
 
-    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(
+        [sys.executable, "-c", APP, *args, "--endpoint", vllm_server.url],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
     assert rerun.returncode == 0, rerun.stderr
     res2 = one_json(rerun.stdout)
     assert (res2["ok"], res2["failed"], res2["cached"]) == (16, 0, len(done))
-    assert {i["original_prompt"] for i in res2["items"] if i["cached"]} == {
-        i["original_prompt"] for i in done
-    }
+    assert {i["original_prompt"] for i in res2["items"] if i["cached"]} == {i["original_prompt"] for i in done}
     assert len(read_prompt_file(out).items) == 16
 
 

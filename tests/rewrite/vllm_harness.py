@@ -104,6 +104,11 @@ class VllmServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
+    @property
+    def tmp_dir(self) -> Path:
+        """The server's own temporary directory (vLLM leaves vllm_dist_* files in it), removed by `kill`."""
+        return self.log_path.parent / f"tmp-{self.port}"
+
     def start(self, timeout: float = 240.0) -> None:
         cmd = [
             str(self.python), "-m", "vllm.entrypoints.openai.api_server",
@@ -112,7 +117,11 @@ class VllmServer:
             "--gpu-memory-utilization", "0.3", "--served-model-name", SERVED_NAME,
         ]  # fmt: skip
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "TMPDIR": str(self.tmp_dir)}
+        self.proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -141,6 +150,7 @@ class VllmServer:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
         self.proc = None
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
 
 class RecordingProxy:
@@ -156,6 +166,12 @@ class RecordingProxy:
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
+        # A gate for POSTs: the first `passing` go through, later ones wait until `open_gate()`.
+        self.passing: int | None = None
+        self.posts_seen = 0
+        self.posts_answered = 0
+        self.held = threading.Event()
+        self.gate = threading.Event()
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -167,6 +183,12 @@ class RecordingProxy:
             def _forward(self) -> None:
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else None
+                if self.command == "POST":
+                    with proxy._lock:
+                        index, proxy.posts_seen = proxy.posts_seen, proxy.posts_seen + 1
+                    if proxy.passing is not None and index >= proxy.passing:
+                        proxy.held.set()
+                        proxy.gate.wait(timeout=300)
                 with proxy._lock:
                     proxy.in_flight += 1
                     proxy.max_in_flight = max(proxy.max_in_flight, proxy.in_flight)
@@ -194,14 +216,16 @@ class RecordingProxy:
                     rec["response"] = json.loads(data)
                 except ValueError:
                     rec["response"] = None
-                with proxy._lock:
-                    proxy.in_flight -= 1
-                    proxy.records.append(rec)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+                self.wfile.flush()
+                with proxy._lock:
+                    proxy.in_flight -= 1
+                    proxy.records.append(rec)
+                    proxy.posts_answered += self.command == "POST"
 
             do_GET = _forward
             do_POST = _forward
@@ -224,6 +248,25 @@ class RecordingProxy:
         with self._lock:
             self.records.clear()
             self.max_in_flight = 0
+            self.passing, self.posts_seen, self.posts_answered = None, 0, 0
+            self.held.clear()
+            self.gate.clear()
+
+    def hold_after(self, n: int) -> None:
+        """Let the next `n` completions through; hold the ones after until `open_gate()`."""
+        self.reset()
+        self.passing = n
+
+    def wait_until_holding(self, timeout: float = 120.0) -> None:
+        """Until the `n` passed completions are answered and a later one is held: an event, not a timer."""
+        deadline = time.monotonic() + timeout
+        while not (self.held.is_set() and self.posts_answered >= (self.passing or 0)):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the proxy saw {self.posts_seen} completions, answered {self.posts_answered}")
+            time.sleep(0.02)
+
+    def open_gate(self) -> None:
+        self.gate.set()
 
     def close(self) -> None:
         self.server.shutdown()

@@ -24,7 +24,7 @@ JsonOpt = Annotated[
 ]
 WorkdirOpt = Annotated[
     Path,
-    typer.Option("--workdir", help="Where artifacts are written.", file_okay=False, dir_okay=True, metavar="DIR"),
+    typer.Option("--workdir", help="Where artifacts are written.", metavar="DIR"),
 ]
 DEFAULT_WORKDIR = Path("hyv-out")
 
@@ -45,11 +45,12 @@ def reported_errors() -> Iterator[None]:
         yield
     except typer.Exit:
         raise
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if STATE["debug"]:
             raise
-        error_line("interrupted; finished artifacts are kept, re-run the same command to complete the rest")
-        raise typer.Exit(130) from None
+        how = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        error_line(f"{how}; finished artifacts are kept, re-run the same command to complete the rest")
+        raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
     except Exception as exc:  # noqa: BLE001 - the one place that maps every failure to a line
         if STATE["debug"]:
             raise
@@ -67,10 +68,21 @@ def reported_errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch system's time limit, `kill`): unwound like Ctrl-C, so that no temporary file stays."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def run_app(app: typer.Typer) -> None:
     """Run the CLI; a usage error (a bad or missing option, `--steps abc`) is one line on stderr and exit 2."""
+    import signal
+
     from typer._click import exceptions as cx  # typer's own click, whose errors it raises
 
+    signal.signal(signal.SIGTERM, _on_sigterm)
     _quiet_library_logs()
     try:
         code = app(standalone_mode=False)

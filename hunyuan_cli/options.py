@@ -34,7 +34,13 @@ def _dm(name: str) -> str:
 
 
 # The help panel of each group of options.
-_PANELS = {"target": "Options", "cache": "Options", "resume": "Options", "rewrite": "Rewriting", "output": "Output"}
+_PANELS = {
+    "target": "Options",
+    "cache": "Options",
+    "resume": "Options",
+    "rewrite": "Rewriting",
+    "output": "Output",
+}
 _PANELS |= {"decode": "Output", "placement": "Placement"}
 
 
@@ -82,7 +88,7 @@ OPTIONS: dict[str, tuple[str, Any]] = {
     "dtype": _opt("placement", str, "--dtype", help=f"{_DTYPES} [default: {_P.dtype}]."),
     # what the stage commands have besides settings
     "model": _opt("target", str, "--model", "-m", help=f"Model dir or hub id [default: {_DEMO}]."),
-    "workdir": _opt("target", Path, "--workdir", help=f"Where artifacts go [default: {_W}].", file_okay=False),
+    "workdir": _opt("target", Path, "--workdir", help=f"Where artifacts go [default: {_W}].", metavar="DIR"),
     "json_out": _opt("target", bool, "--json", help="Print one JSON object on stdout naming every artifact."),
     "quiet": _opt("target", bool, "--quiet", "-q", help="Print only the paths made, one a line (for scripts)."),
     "output": _opt("output", Path, "--output", "-o", help="Where the one video goes [default: WORKDIR/videos/]."),
@@ -100,7 +106,18 @@ GROUPS = {
     "encode": ("target", "cache", "frames", "encode", "placement"),
     "render": ("target", "cache", "resume", "frames", "render", "encode", "placement"),
     "decode": ("target", "output", "decode", "placement"),
-    "run": ("target", "output", "cache", "resume", "rewrite", "frames", "render", "encode", "decode", "placement"),
+    "run": (
+        "target",
+        "output",
+        "cache",
+        "resume",
+        "rewrite",
+        "frames",
+        "render",
+        "encode",
+        "decode",
+        "placement",
+    ),
 }
 
 

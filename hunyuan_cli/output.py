@@ -39,7 +39,11 @@ def summary(report: Report, line_errors: list[LineError]) -> dict[str, int]:
 
 
 def print_report(
-    command: str, report: Report, line_errors: list[LineError], opts: StageOptions, extra: dict[str, Any] | None
+    command: str,
+    report: Report,
+    line_errors: list[LineError],
+    opts: StageOptions,
+    extra: dict[str, Any] | None,
 ) -> None:
     counts = summary(report, line_errors)
     if opts.json_out:
@@ -69,7 +73,10 @@ def _summary_line(command: str, report: Report, counts: dict[str, int], opts: St
     n = len(report.outcomes)
     if n and counts["already_done"] + counts["cached"] == n and not counts["failed"]:
         return f"nothing to do: all {n} {MAKES[command]} already exist in {opts.workdir}"
-    parts = [f"{counts['made']} {'encoded' if command == 'encode' else 'made'}"]
+    made = counts["made"]
+    parts = (
+        [f"{made} {'encoded' if command == 'encode' else 'made'}"] if made or not counts["stopped"] else []
+    )
     if counts["cached"]:
         parts.append(f"{counts['cached']} from the cache")
     if counts["already_done"]:
@@ -87,11 +94,12 @@ def _summary_line(command: str, report: Report, counts: dict[str, int], opts: St
 
 def finish(report: Report, line_errors: list[LineError]) -> None:
     """Exit code: 0 all done; 1 the only item failed; 3 a batch with failed items or lines."""
-    from render.errors import BatchFailure, RuntimeFailure
+    from render.errors import BatchFailure, RuntimeFailure, UsageError
 
     failed = report.failed
     if len(report.outcomes) == 1 and len(failed) == 1 and not line_errors:
-        raise RuntimeFailure(failed[0].error or "failed")
+        error = f"{failed[0].item.source}: {failed[0].error}" if failed[0].item.source else failed[0].error
+        raise (UsageError if failed[0].bad_input else RuntimeFailure)(error or "failed")
     for o in failed:
         src = o.item.source or o.item.label
         err_console.print(f"[red]failed[/] {escape(src)}: {escape(o.error or '')}", markup=True)

@@ -29,6 +29,8 @@ def _clock(seconds: float) -> str:
 class _Base:
     """Counting and the estimate shared by both displays."""
 
+    long = LONG  # a stage whose estimate exceeds this many seconds says so
+
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
         self.warnings: list[str] = []
@@ -60,7 +62,7 @@ class _Base:
             per_step = (time.perf_counter() - self.item_started) / self.step_done
             left_items = max(0, self.total - sum(self.counts.values()) - 1)
             eta = per_step * ((self.step_total - self.step_done) + left_items * self.step_total)
-            if eta > LONG:
+            if eta > self.long:
                 self.say(
                     f"{self.stage_name}: {self.total} item(s) x {self.step_total} steps at "
                     f"{per_step:.1f} s a step: about {_clock(eta)} to go"
@@ -94,7 +96,9 @@ class QuietProgress(_Base):
 
 
 class LogProgress(_Base):
-    """Plain lines for a log file, each flushed as it happens."""
+    """Plain lines for a log file, each flushed as it happens; every stage of steps gets its estimate."""
+
+    long = 0.0
 
     def say(self, line: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {line}", file=sys.stderr, flush=True)

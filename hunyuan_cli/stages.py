@@ -70,9 +70,7 @@ def encode(prompts: PromptArgs = None, prompts_file: PromptsFileOpt = None, *, o
 
 EmbeddingsArgs = Annotated[
     list[Path] | None,
-    typer.Argument(
-        help="Embeddings artifacts from `hyv encode`.", show_default=False, metavar="EMBEDDINGS"
-    ),
+    typer.Argument(help="Embeddings artifacts from `hyv encode`.", show_default=False, metavar="EMBEDDINGS"),
 ]
 
 

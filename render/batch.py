@@ -41,6 +41,8 @@ class PromptFile:
 
 def read_prompt_file(path: Path) -> PromptFile:
     """Read a prompt file; raise UsageError only when the file as a whole cannot be read."""
+    if path.is_dir():
+        raise UsageError(f"prompt file {path} is a directory; pass a .txt, .jsonl or .csv file to --prompts")
     if not path.is_file():
         raise UsageError(f"prompt file {path} does not exist; pass a .txt, .jsonl or .csv file to --prompts")
     try:

@@ -64,12 +64,13 @@ class Outcome:
     rendered: bool = False  # this call ran the DiT for it (False: its latents were there already)
     video: Path | None = None
     manifest: Path | None = None  # the video's manifest
-    path: Path | None = (
-        None  # what the call was for: embeddings (encode), latents (render), video (decode, run)
-    )
+    # what the call was for: the embeddings (encode), the latents (render), the video (decode, run)
+    path: Path | None = None
 
-    def fail(self, message: str) -> None:
-        self.status, self.error = "failed", message
+    bad_input: bool = False  # it failed on its own input (a setting of its .jsonl line), not in a computation
+
+    def fail(self, message: str, *, bad_input: bool = False) -> None:
+        self.status, self.error, self.bad_input = "failed", message, bad_input
 
     def as_json(self) -> dict[str, Any]:
         def s(p: Path | None) -> str | None:

@@ -63,11 +63,16 @@ class ModelRef:
 
     @property
     def family(self) -> Family:
+        p = self.path / "model_index.json"
+        if not p.is_file():
+            return family_of({}, self.source)  # a model assembled by hand (the training script's)
         try:
-            index = json.loads((self.path / "model_index.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            index = {}
-        return family_of(index if isinstance(index, dict) else {}, self.source)
+            index = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            index = None
+        if not isinstance(index, dict):
+            raise ModelNotFoundError(f"{p} is not valid JSON with an object; the model directory is damaged")
+        return family_of(index, self.source)
 
     def config(self, name: str) -> dict[str, Any]:
         """A component's config.json (no weights are read)."""

@@ -266,7 +266,7 @@ def _item_settings(item: Item, settings: Settings, report: Report) -> RenderSett
 
 def _failed(item: Item, settings: Settings, report: Report, message: str) -> None:
     out = Outcome(item, seed=int(item.overrides.get("seed", settings.render.seed)), prompt=item.prompt)
-    out.fail(message)
+    out.fail(message, bad_input=True)
     report.outcomes.append(out)
 
 
@@ -297,7 +297,10 @@ def _prepare_given(
     plan_job(engine.encode_stage(), job, wd)
     if not find_existing(job, use_cache, progress):
         out = Outcome(item, seed=s.seed, prompt=item.prompt)
-        out.fail("not encoded yet; run `hyv encode` on these prompts first (same model and --frames)")
+        out.fail(
+            "not encoded yet; run `hyv encode` on these prompts first (same model and --frames)",
+            bad_input=True,
+        )
         report.outcomes.append(out)
         return None
     return _Prepared(item, s, settings.encode, job.out.embeddings, job.out.key, True, item.label)

@@ -108,8 +108,12 @@ class RenderSettings:
                 f"num-videos must be between 1 and {MAX_VIDEOS} a prompt, got {self.num_videos}; "
                 "for more, list the prompt several times with other seeds in a .jsonl file"
             )
-        if self.seed < 0 or self.seed + self.num_videos - 1 >= 2**63:
+        if self.seed < 0 or self.seed >= 2**63:
             raise SettingsError(f"seed must be in [0, 2^63), got {self.seed}")
+        if self.seed + self.num_videos - 1 >= 2**63:
+            raise SettingsError(
+                f"seed {self.seed} with {self.num_videos} videos goes past 2^63 - 1 (video i uses seed + i)"
+            )
         for name, x in (("guidance", self.guidance), ("shift", self.shift), ("cfg-scale", self.cfg_scale)):
             if not math.isfinite(x):
                 raise SettingsError(f"{name} must be a finite number, got {x}")

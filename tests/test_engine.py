@@ -163,3 +163,22 @@ def test_readme_snippet_renders_two_prompts_with_the_dit_loaded_once(tmp_path: P
     videos = sorted((tmp_path / "notebook-out" / "videos").glob("*.mp4"))
     assert len(videos) == 2
     assert "'transformer': 1" in p.stdout
+
+
+def test_readme_stage_by_stage_commands_run_as_written(tmp_path: Path) -> None:
+    """The README's ```bash example, run by bash in an empty directory with the installed `hyv`."""
+    readme = (REPO / "README.md").read_text()
+    block = re.search(r"```bash\n(.*?)```", readme, re.S)
+    assert block is not None
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "COLUMNS": "400",
+    }
+    p = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block.group(1)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.count("(embeddings)") == p.stdout.count("(latents)") == p.stdout.count("(video)") == 1
+    assert len(list((tmp_path / "hyv-out" / "videos").glob("*.mp4"))) == 1

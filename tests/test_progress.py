@@ -1,4 +1,5 @@
-"""The progress display: shown on a terminal (a real pseudo-terminal here), quiet with --json or when piped."""
+"""The progress display: bars on a terminal (a real pseudo-terminal here), plain lines in a pipe or a log, quiet
+with --json."""
 
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def test_progress_on_a_terminal(tiny_model: Path, tmp_path: Path) -> None:
     assert "done 2" in out and "cached 0" in out and "failed 0" in out
 
 
-def test_quiet_with_json_or_pipe(tiny_model: Path, tmp_path: Path) -> None:
+def test_quiet_with_json_plain_lines_in_a_pipe(tiny_model: Path, tmp_path: Path) -> None:
     code, out = _run_in_pty(
         [
             "run",
@@ -90,4 +91,5 @@ def test_quiet_with_json_or_pipe(tiny_model: Path, tmp_path: Path) -> None:
         capture_output=True,
         text=True,
     )
-    assert p.returncode == 0 and "done 1" not in p.stderr
+    assert p.returncode == 0 and "done 1" not in p.stderr  # no bars in a pipe: plain lines instead
+    assert "render: 1 item(s)" in p.stderr and "decode 1/1 done" in p.stderr

@@ -295,7 +295,7 @@ def test_run_with_rewrite_uses_the_rewritten_prompt(
     assert v["status"] == "done" and Path(v["video"]).exists()
     rewritten = [i.prompt for i in read_prompt_file(Path(res["rewrite"]["jsonl"])).items]
     assert v["prompt"] == rewritten[0] != "a cat"
-    m = one_json(hyv("inspect", v["latents"], "--json").stdout)["manifest"]
+    m = one_json(hyv("inspect", v["latents"], "--json").stdout)["artifacts"][0]["manifest"]
     assert (m["prompt"], m["original_prompt"]) == (rewritten[0], "a cat")
     # and the JSONL `hyv rewrite` wrote is an input of `hyv encode --prompts`
     e = one_json(

@@ -78,11 +78,11 @@ def denoise(
             t = timesteps[i]
             x_in = latents.to(tdtype)
             timestep = t.expand(latents.shape[0]).to(latents.dtype)  # [B]
-            v = _velocity(transformer, "cond", x_in, timestep, {**cond, **extra}, attention_kwargs)
+            where = {"step_index": i, "num_inference_steps": len(timesteps)}  # for hooks that need it (TeaCache)
+            v = _velocity(transformer, ("cond", where), x_in, timestep, {**cond, **extra}, attention_kwargs)
             if uncond is not None:
-                v_neg = _velocity(
-                    transformer, "uncond", x_in, timestep, {**uncond, **extra}, attention_kwargs
-                )
+                neg = {**uncond, **extra}
+                v_neg = _velocity(transformer, ("uncond", where), x_in, timestep, neg, attention_kwargs)
                 v = v_neg + cfg_scale * (v - v_neg)
             sigma = scheduler.sigmas[i]
             x0 = latents.to(torch.float32) - sigma * v.to(torch.float32) if on_step is not None else latents
@@ -94,14 +94,16 @@ def denoise(
 
 def _velocity(
     transformer: Any,
-    context: str,
+    context: tuple[str, dict[str, int]],
     x: torch.Tensor,  # [B, C, T, H, W] in the transformer's dtype
     timestep: torch.Tensor,  # [B]
     inputs: Mapping[str, torch.Tensor],
     attention_kwargs: dict[str, Any] | None,
 ) -> torch.Tensor:
-    """One DiT forward, as the pipeline makes it: its cache context named "cond" or "uncond". [B, C, T, H, W]"""
-    with transformer.cache_context(context):
+    """One DiT forward, as the pipeline makes it: its cache context named "cond" or "uncond" (and where in the
+    schedule it is, a field diffusers' CacheContext has for hooks that need it). [B, C, T, H, W]"""
+    name, where = context
+    with transformer.cache_context(name, **where):
         return transformer(
             hidden_states=x, timestep=timestep, **inputs, attention_kwargs=attention_kwargs, return_dict=False
         )[0]

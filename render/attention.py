@@ -1,0 +1,78 @@
+"""Attention without the padding: the DiT sees only the text tokens a prompt uses, and no mask.
+
+diffusers' HunyuanVideo DiT always builds a padding mask over its 256 text tokens (a prompt uses ~20-100), which
+rules out the mask-free kernels (flash, sage, cuDNN, PyTorch's CPU flash path) and costs on every step. For one
+video at a time, hyv cuts the padded tokens off the conditioning before the DiT (`trim_padding`: what the mask
+would have hidden anyway) and gives its attention processors a mask that is all True, which `MaskFreeProcessor`
+drops. The result equals the masked computation up to float rounding (tests/test_speed.py checks it against
+diffusers' pipeline).
+
+`--attention` chooses the kernel through diffusers' attention dispatch; `auto` takes the fastest one installed
+that the inputs allow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from render.errors import SettingsError
+
+CHOICES = ("auto", "masked", "native", "flash", "flash_varlen", "sage", "sage_varlen", "flex", "_native_cudnn")
+# `auto` tries these in order where they are installed (they all take inputs without a mask).
+_AUTO_CUDA = ("sage", "flash", "_native_cudnn", "native")
+
+
+def trim_padding(cond: dict[str, Any], mask_key: str, tokens_key: str) -> dict[str, Any]:
+    """Conditioning of one video [1, L, D] / mask [1, L] cut to the tokens the mask keeps (padding is at the end:
+    the tokenizer pads on the right)."""
+    mask = cond[mask_key]
+    if mask.shape[0] != 1:
+        return cond
+    n = max(1, int(mask.sum()))
+    return {**cond, tokens_key: cond[tokens_key][:, :n], mask_key: mask[:, :n]}
+
+
+def mask_free_processor() -> Any:
+    """HunyuanVideo's attention processor that passes an all-True mask on as no mask at all."""
+    from diffusers.models.transformers.transformer_hunyuan_video import HunyuanVideoAttnProcessor2_0
+
+    class MaskFreeProcessor(HunyuanVideoAttnProcessor2_0):  # type: ignore[misc]
+        def __call__(self, attn: Any, hidden_states: Any, encoder_hidden_states: Any = None,
+                     attention_mask: Any = None, image_rotary_emb: Any = None) -> Any:  # fmt: skip
+            if attention_mask is not None and bool(attention_mask.all()):
+                attention_mask = None
+            return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
+
+    return MaskFreeProcessor()
+
+
+def install(transformer: Any, choice: str, device_type: str) -> str:
+    """Set up the DiT's attention for `choice`; returns the backend in use ("masked": diffusers' own path, the
+    padding kept and masked). Unavailable choices are a one-line SettingsError."""
+    if choice not in CHOICES:
+        raise SettingsError(f"unknown attention {choice!r}; use one of {', '.join(CHOICES)}")
+    if choice == "masked":
+        return "masked"
+    for block in [*transformer.transformer_blocks, *transformer.single_transformer_blocks]:
+        block.attn.set_processor(mask_free_processor())
+    candidates = (_AUTO_CUDA if device_type == "cuda" else ("native",)) if choice == "auto" else (choice,)
+    problems = []
+    for name in candidates:
+        try:
+            _set_backend(transformer, name)
+            return name
+        except (RuntimeError, ValueError, ImportError) as exc:
+            problems.append(f"{name}: {' '.join(str(exc).split())[:120]}")
+    raise SettingsError(f"attention {choice} is not available here ({'; '.join(problems)}); try --attention native")
+
+
+def _set_backend(transformer: Any, name: str) -> None:
+    import logging
+
+    quiet = logging.getLogger("diffusers.models.modeling_utils")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # "Attention backends are an experimental feature": said on every call
+    try:
+        transformer.set_attention_backend(name)
+    finally:
+        quiet.setLevel(level)

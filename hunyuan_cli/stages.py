@@ -32,8 +32,14 @@ def _execute(command: str, opts: StageOptions, inputs: Callable[[], _Inputs], **
     with reported_errors():
         from render.engine import Engine
 
-        engine = Engine(opts.model)
+        engine = Engine(opts.model, variant=opts.variant())
         settings = engine.settings(opts.flags)
+        if opts.dry_run:
+            from hunyuan_cli.plan_cmd import show_plan
+
+            quiet_libraries()
+            show_plan(engine, settings, opts)
+            return
         got = inputs()
         quiet_libraries()
         announce_model(engine.model, [it.prompt for it in got.items if it.prompt is not None])

@@ -45,17 +45,18 @@ def show_plan(engine: Any, settings: Any, opts: StageOptions) -> None:
     _print_table(engine.model.source, s)
 
 
-def _gb(n: Any) -> str:
-    return f"{n / 1e9:.2f}"
-
-
 def _print_table(source: str, s: dict[str, Any]) -> None:
     from rich.table import Table
 
     from hunyuan_cli.console import Console
 
     modes = list(s["run_peak_bytes"])
-    title = f"memory plan (GB): {source}, {s['frames']}x{s['height']}x{s['width']}"
+    unit, div = ("GB", 1e9) if max(s["run_peak_bytes"].values()) >= 1e9 else ("MB", 1e6)
+
+    def _gb(n: Any) -> str:
+        return f"{n / div:.2f}"
+
+    title = f"memory plan ({unit}): {source}, {s['frames']}x{s['height']}x{s['width']}"
     if s["weights_variant"]:
         title += f", DiT {s['weights_variant']}"
     t = Table("stage", "device", "weights", "activ.", *modes, title=title, caption="peak per --offload mode")
@@ -68,7 +69,7 @@ def _print_table(source: str, s: dict[str, Any]) -> None:
     Console().print(t)
     typer.echo(
         f"run = the largest stage (each stage's models are freed after it); every model resident at once "
-        f"(upstream's way): {_gb(s['all_resident_bytes'])} GB. Peaks are tensor bytes as torch allocates them "
+        f"(upstream's way): {_gb(s['all_resident_bytes'])} {unit}. Peaks are tensor bytes as torch allocates them "
         "(no CUDA context, no allocator fragmentation)."
     )
     free = s["free_bytes"]
@@ -77,6 +78,6 @@ def _print_table(source: str, s: dict[str, Any]) -> None:
         return
     fits = [m for m, ok in s["fits"].items() if ok]
     typer.echo(
-        f"free {_gb(free)} GB: fits with a 10% margin: {', '.join(fits) or 'no mode'}; --offload auto picks "
+        f"free {free / 1e9:.2f} GB: fits with a 10% margin: {', '.join(fits) or 'no mode'}; --offload auto picks "
         + ", ".join(f"{k}: {v or 'none fits'}" for k, v in s["auto"].items())
     )

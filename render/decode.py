@@ -122,6 +122,9 @@ def decode_jobs(
     engine: Engine, jobs: list[DecodeJob], settings: DecodeSettings, workdir: Workdir, *, progress: Progress
 ) -> None:
     progress.stage("decode", len(jobs))
+    from render.loading import preload
+
+    preload("decode")
     meter = StageMeter.start()
     for job in jobs:
         try:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from render.errors import SettingsError
 from render.items import Item, Report
-from render.loading import ModelRef, check_components, resolve_model, resolve_placement
+from render.loading import ModelRef, check_components, check_devices, resolve_model, resolve_placement
 from render.progress import NullProgress, Progress
 from render.resolve import Flags, resolve_settings
 from render.settings import Placement, Settings
@@ -261,6 +261,7 @@ class Engine:
         from render import pipeline
 
         settings = self._plan_settings = settings or self.settings()
+        check_devices(settings, "encode")
 
         return pipeline.encode(
             self,
@@ -285,6 +286,7 @@ class Engine:
         from render import pipeline
 
         settings = self._plan_settings = settings or self.settings()
+        check_devices(settings, "render")
 
         return pipeline.render(
             self,
@@ -308,6 +310,7 @@ class Engine:
         from render import pipeline
 
         settings = self._plan_settings = settings or self.settings()
+        check_devices(settings, "decode")
 
         return pipeline.decode(
             self, _items(items), settings or self.settings(), Path(workdir), progress or NullProgress()
@@ -327,6 +330,7 @@ class Engine:
         from render import pipeline
 
         settings = self._plan_settings = settings or self.settings()
+        check_devices(settings, "encode", "render", "decode")
 
         return pipeline.run(
             self,

@@ -57,6 +57,13 @@ def resolve_placement(placement: Placement, stage: str) -> tuple[Any, Any]:
     return device, getattr(torch, name)
 
 
+def check_devices(settings: Any, *stages: str) -> None:
+    """Every stage's device and dtype are valid here, before the first stage runs (a --vae-device cuda on a
+    machine without one fails now, not after hours of rendering)."""
+    for stage in stages:
+        resolve_placement(getattr(settings, stage).placement, stage)
+
+
 @dataclass
 class TextEncoders:
     tokenizer: Any
@@ -143,6 +150,15 @@ def vae_factors(model: ModelRef) -> tuple[int, int, int]:
         int(cfg.get("temporal_compression_ratio", 4)),
         int(cfg.get("spatial_compression_ratio", 8)),
     )
+
+
+def preload(stage: str) -> None:
+    """Import the stage's model classes (and their kernels' libraries) before its memory is measured: the
+    manifest's peak RSS of a stage is then its models and activations, not hundreds of MB of code."""
+    if stage == "encode":
+        from transformers import CLIPTextModel, LlamaModel  # noqa: F401
+    else:
+        from diffusers import AutoencoderKLHunyuanVideo, HunyuanVideoTransformer3DModel  # noqa: F401
 
 
 def release_memory() -> None:

@@ -95,13 +95,17 @@ def _peaks(components: tuple[Component, ...], device: str) -> dict[str, int]:
     }
 
 
-def _storage(module: torch.nn.Module, dtype: torch.dtype, fp8_names: set[str] | None = None) -> dict[str, int]:
-    """Bytes of each leaf module's own parameters in its storage dtype (fp8 layers: 1 byte per weight)."""
+def _storage(
+    module: torch.nn.Module, dtype: torch.dtype, fp8: tuple[set[str], bool] | None = None
+) -> dict[str, int]:
+    """Bytes of each module's own parameters in their storage dtype. `fp8`: (layers stored in fp8, whether their
+    biases are too: layerwise casting stores both, Tencent's scaled fp8 only the weights)."""
     out: dict[str, int] = {}
+    names, bias = fp8 if fp8 is not None else (set(), False)
     for name, m in module.named_modules():
         n = 0
         for pname, p in m.named_parameters(recurse=False):
-            one = 1 if fp8_names is not None and name in fp8_names and pname == "weight" else dtype.itemsize
+            one = 1 if name in names and (pname == "weight" or bias) else dtype.itemsize
             n += p.numel() * one
         if n:
             out[name] = n
@@ -126,10 +130,10 @@ def _component(name: str, module: torch.nn.Module, sizes: dict[str, int], activa
     )
 
 
-def _run(fn: Any, *, memo: tuple[torch.nn.Module, ...] = (), blends: Any = None) -> int:
+def _run(fn: Any, device: str, *, memo: tuple[torch.nn.Module, ...] = (), blends: Any = None) -> int:
     """Peak bytes allocated while `fn()` runs on meta tensors (what it returns counts: it is alive at the end).
     `memo`: modules run once per input shape; `blends`: a VAE whose tile-blending methods are memoised too."""
-    tracker = MemoryTracker()
+    tracker = MemoryTracker(cpu_conv=device == "cpu")
     undo = [memoize_forward(m, tracker) for m in memo]
     if blends is not None:
         undo += [memoize_inplace(blends, n, tracker, returns=1) for n in ("blend_h", "blend_v", "blend_t")]
@@ -157,7 +161,7 @@ def plan_encode(model: ModelRef, device: str, dtype: torch.dtype, text_len: int,
         ids = torch.zeros((1, length), dtype=torch.long, device="meta")
         inputs = ids.numel() * 8 * 2  # ids + mask
         hidden = name == "text_encoder"
-        act = _run(lambda m=m, ids=ids, hidden=hidden: m(input_ids=ids, output_hidden_states=hidden))
+        act = _run(lambda m=m, ids=ids, hidden=hidden: m(input_ids=ids, output_hidden_states=hidden), device)
         comps.append(_component(name, m, _storage(m, dtype), act + inputs))
     return StagePlan("encode", device, str(dtype).removeprefix("torch."), tuple(comps), _peaks(tuple(comps), device))
 
@@ -185,7 +189,7 @@ def plan_render(
     }
     if config.get("guidance_embeds", True):
         cond["guidance"] = _meta((1,), dtype)
-    act = _run(lambda: m(hidden_states=x, return_dict=False, **cond)[0])
+    act = _run(lambda: m(hidden_states=x, return_dict=False, **cond)[0], device)
     # the loop's own tensors: latents, x0 and the step's result in fp32, the DiT's input and output
     lat = 1
     for d in latent:
@@ -214,25 +218,27 @@ def plan_decode(
         x = m.decode(z / m.config.scaling_factor, return_dict=False)[0]
         return frames_from_decoded(x.to(device="meta")) if device == "cpu" else x
 
-    act = _run(decode, memo=(m.decoder,), blends=m)
+    act = _run(decode, device, memo=(m.decoder,), blends=m)
     comp = _component("vae", m, _storage(m, dtype), act)
     peaks = dict.fromkeys(CONCRETE_MODES, comp.weights + act)  # the VAE always loads whole
     return StagePlan("decode", device, str(dtype).removeprefix("torch."), (comp,), peaks)
 
 
-def _fp8_layers(model: ModelRef, variant: DiTVariant, m: torch.nn.Module) -> set[str] | None:
-    """Names of the layers whose weights are stored in fp8 under the variant (None: no fp8)."""
+def _fp8_layers(model: ModelRef, variant: DiTVariant, m: torch.nn.Module) -> tuple[set[str], bool] | None:
+    """(names of the layers stored in fp8, biases too?) under the variant; None: no fp8. Layerwise casting
+    follows diffusers: every Linear/Conv3d whose name matches none of the model's skip patterns (embedders and
+    everything named "norm", the AdaLN modulation linears included, stay in full precision)."""
     import re
 
     kind = variant.fp8_kind(model)
     if kind is None:
         return None
-    linears = {n for n, mod in m.named_modules() if isinstance(mod, torch.nn.Linear)}
     if kind == "tencent-scaled":
-        return {n for n in linears if n.startswith(("transformer_blocks.", "single_transformer_blocks."))}
+        linears = {n for n, mod in m.named_modules() if isinstance(mod, torch.nn.Linear)}
+        return {n for n in linears if n.startswith(("transformer_blocks.", "single_transformer_blocks."))}, False
     skip = tuple(getattr(m, "_skip_layerwise_casting_patterns", None) or ())
     layers = {n for n, mod in m.named_modules() if isinstance(mod, (torch.nn.Linear, torch.nn.Conv3d))}
-    return {n for n in layers if not any(re.search(p, n) for p in skip)}
+    return {n for n in layers if not any(re.search(p, n) for p in skip)}, True
 
 
 def _gguf_sizes(path: Any, m: torch.nn.Module, dtype: torch.dtype, sizes: dict[str, int]) -> dict[str, int]:

@@ -23,8 +23,15 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 
 class MemoryTracker(TorchDispatchMode):
-    def __init__(self) -> None:
+    """`cpu_conv`: also count what PyTorch's CPU 3D convolution allocates inside its kernel (invisible to a
+    dispatch mode): oneDNN holds a reordered copy the size of the larger of its input and output (measured: RSS of
+    one conv3d = output + max(input, output)); below ATen's size threshold for oneDNN (N*C*T*H <= 20480) the
+    native kernel builds im2col columns, C_in * kT*kH*kW * output volume. GPU convolutions use bounded cuDNN
+    workspaces, not counted."""
+
+    def __init__(self, cpu_conv: bool = False) -> None:
         super().__init__()
+        self.cpu_conv = cpu_conv
         self._live: WeakIdKeyDictionary = WeakIdKeyDictionary()
         self.current = 0
         self.peak = 0
@@ -53,6 +60,9 @@ class MemoryTracker(TorchDispatchMode):
         for t in tree_leaves(out):
             if isinstance(t, torch.Tensor):
                 self._note(t)
+        conv = func.overloadpacket in (torch.ops.aten.convolution, torch.ops.aten.conv3d)
+        if self.cpu_conv and conv and args[0].ndim == 5:
+            self.bump(cpu_conv3d_workspace(args[0], args[1], out))
         return out
 
     @contextmanager
@@ -134,3 +144,12 @@ def memoize_inplace(owner: Any, name: str, tracker: MemoryTracker, returns: int)
 
     setattr(owner, name, method)
     return lambda: delattr(owner, name)
+
+
+def cpu_conv3d_workspace(x: torch.Tensor, w: torch.Tensor, out: torch.Tensor) -> int:
+    """Bytes PyTorch's CPU conv3d allocates internally for input x [N, C, T, H, W], weight w, output out."""
+    n, c, t, h = x.shape[:4]
+    if n * c * t * h > 20480:  # ATen's ConvParams::use_mkldnn threshold
+        return max(x.numel() * x.element_size(), out.numel() * out.element_size())
+    k = w.shape[2] * w.shape[3] * w.shape[4]
+    return int(c * k * out.shape[2] * out.shape[3] * out.shape[4] * out.element_size())  # im2col columns

@@ -156,7 +156,7 @@ class Engine:
         from render.plan import free_memory, plan_device
 
         device = plan_device(placement.device)
-        free = free_memory("cuda" if device == "cuda" else "cpu")
+        free = free_memory(placement.device if placement.device.startswith("cuda") else device)
         if device == "cpu" or free is None:
             return "none"
         plan = self.plan(self._plan_settings or self.settings(), (stage,))

@@ -88,6 +88,8 @@ def load_text_encoders(model: ModelRef, placement: Placement, offload: str = "no
     te2 = CLIPTextModel.from_pretrained(model.component("text_encoder_2"), dtype=dtype).eval()
     hook = place(te, offload, device)
     hook2 = place(te2, offload, device, prev_hook=hook)
+    if hook is not None and hook2 is not None:  # model offloading: they take turns, batch after batch
+        hook.hook.prev_module_hook = hook2
     return TextEncoders(tok, te, tok2, te2, device, dtype, [h for h in (hook, hook2) if h is not None])
 
 

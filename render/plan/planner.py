@@ -147,6 +147,12 @@ def _run(fn: Any, device: str, *, memo: tuple[torch.nn.Module, ...] = (), blends
     return tracker.peak
 
 
+def _cast(m: Any, dtype: torch.dtype) -> Any:
+    """The module in `dtype` (torch's own `to`: diffusers' override warns about fp32 modules, irrelevant here)."""
+    torch.nn.Module.to(m, dtype)
+    return m.eval()
+
+
 def _meta(t: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     return torch.empty(t, device="meta", dtype=dtype)
 
@@ -157,7 +163,7 @@ def plan_encode(model: ModelRef, device: str, dtype: torch.dtype, text_len: int,
     fam = model.family
     comps = []
     for name, length in (("text_encoder", text_len + crop), ("text_encoder_2", 77)):
-        m = meta_module(fam.component_classes[name], {}, model.component(name)).to(dtype).eval()
+        m = _cast(meta_module(fam.component_classes[name], {}, model.component(name)), dtype)
         ids = torch.zeros((1, length), dtype=torch.long, device="meta")
         inputs = ids.numel() * 8 * 2  # ids + mask
         hidden = name == "text_encoder"
@@ -174,7 +180,7 @@ def plan_render(
 
     config = dit_config(model, variant)
     m = meta_module(model.family.component_classes["transformer"], config, model.component("transformer"))
-    m = m.to(dtype).eval()
+    m = _cast(m, dtype)
     fp8 = _fp8_layers(model, variant, m)
     sizes = _storage(m, dtype, fp8)
     gguf = dit_source(model, variant).kind == "gguf"
@@ -209,7 +215,7 @@ def plan_decode(
     from render.weights.check import meta_module
 
     m = meta_module(model.family.component_classes["vae"], model.config("vae"), model.component("vae"))
-    m = m.to(dtype).eval()
+    m = _cast(m, dtype)
     if tiling:
         m.enable_tiling()
     z = _meta(latent, dtype)

@@ -124,5 +124,18 @@ def apply_loras(model: Any, specs: tuple[LoraSpec, ...]) -> None:
         name = f"lora{i}"
         sd = {k: v.to(model.dtype) for k, v in sd.items()}
         model.load_lora_adapter(sd, adapter_name=name, prefix="transformer")
+        _restore_fp8_bases(model, sd, name)
         names.append(name)
     model.set_adapters(names, weights=[s.scale for s in specs])
+
+
+def _restore_fp8_bases(model: Any, sd: Mapping[str, Any], adapter: str) -> None:
+    """peft gives a LoRA layer its base layer's dtype; on Tencent's fp8 linears that would round the LoRA to fp8.
+    Put the LoRA's own values back, in the compute dtype."""
+    import torch
+
+    for key, t in sd.items():
+        module, _, part = key.removeprefix("transformer.").removesuffix(".weight").rpartition(".")
+        layer = model.get_submodule(f"{module}.{part}.{adapter}")
+        if layer.weight.dtype != t.dtype:
+            layer.weight = torch.nn.Parameter(t.clone(), requires_grad=False)

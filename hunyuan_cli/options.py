@@ -95,7 +95,7 @@ OPTIONS: dict[str, tuple[str, Any]] = {
     "vae_device": _opt("placement", str, "--vae-device", help="The decode stage's device."),
     "fp8": _opt("weights", bool, "--fp8", help=_FP8),
     "dit": _opt("weights", Path, "--dit", help=_DIT, dir_okay=False),
-    "lora": _opt("weights", list[str], "--lora", help="A LoRA FILE[:SCALE] for the DiT (repeatable)."),
+    "lora": _opt("weights", list[str], "--lora", help="A LoRA for the DiT (repeatable).", metavar="FILE[:SCALE]"),
     "dry_run": _opt("dryrun", bool, "--dry-run", help="Print the memory plan and exit (nothing loads)."),
     "memory": _opt("plan", str, "--memory", help="Free device memory to plan for, e.g. 24GB [default: free]."),
 }

@@ -53,35 +53,6 @@ def init_tiny(
             typer.echo(f"wrote a random {preset} model ({size / 1e6:.1f} MB) to {path}")
 
 
-@models_app.command("check")
-def check(
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Model directory or hub id.")] = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """Check that a model has every component each stage needs (reads configs only)."""
-    with reported_errors():
-        from render.loading import STAGES, check_components, resolve_model
-
-        ref = resolve_model(model)
-        for stage in STAGES:
-            check_components(ref, stage)
-        tr = ref.config("transformer")
-        info: dict[str, Any] = {
-            "path": str(ref.path),
-            "source": ref.source,
-            "text_dim": tr.get("text_embed_dim"),
-            "latent_channels": tr.get("in_channels"),
-            "layers": [tr.get("num_layers"), tr.get("num_single_layers")],
-        }
-        if json_out:
-            emit_json({"command": "models check", **info, "ok": True})
-        else:
-            typer.echo(
-                f"ok: {ref.source} ({ref.path}) has every component; DiT {info['layers'][0]} double + "
-                f"{info['layers'][1]} single blocks, text dim {info['text_dim']}"
-            )
-
-
 def _human(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1000:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from hunyuan_cli import admin, rewrite_cmd, stages
+from hunyuan_cli import admin, plan_cmd, rewrite_cmd, stages, weights_admin
 from hunyuan_cli.common import STATE, run_app
 
 app = typer.Typer(
@@ -47,9 +47,11 @@ app.command(rich_help_panel="Stages")(stages.decode)
 app.command(rich_help_panel="Stages")(stages.run)
 rewrite_cmd.register(app)
 app.add_typer(admin.models_app, name="models", rich_help_panel="Models and artifacts")
+_ = weights_admin  # registers `hyv models check | convert | prepare-text-encoder | download` on models_app
 app.add_typer(admin.cache_app, name="cache", rich_help_panel="Models and artifacts")
 app.command("inspect", rich_help_panel="Models and artifacts")(admin.inspect)
 app.command("clean", rich_help_panel="Models and artifacts")(admin.clean)
+app.command("plan", rich_help_panel="Models and artifacts")(plan_cmd.plan)
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from hunyuan_cli.common import DEFAULT_WORKDIR
 from render.loading import DEMO_DEFAULTS
 from render.resolve import Flags
 from render.settings import DEFAULTS
+from render.weights.variant import DiTVariant, LoraSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
 _R, _E, _D, _P = DEFAULTS.render, DEFAULTS.encode, DEFAULTS.decode, DEFAULTS.render.placement
@@ -42,6 +43,7 @@ _PANELS = {
     "output": "Output",
 }
 _PANELS |= {"decode": "Output", "placement": "Placement"}
+_PANELS |= {"weights": "Weights", "dryrun": "Options", "plan": "Options"}
 
 
 def optional(typ: Any, *names: str, help: str, **kw: Any) -> Any:
@@ -61,6 +63,9 @@ _CFG = "True classifier-free guidance: > 1 runs the DiT twice a step, the second
 _W = DEFAULT_WORKDIR
 _NEG = "--cfg-scale > 1"
 _DEMO = "$HYV_MODEL, else the bundled demo model"
+_OFFLOAD = "Where weights wait: none, model, group (DiT blocks stream), sequential (layers stream) or auto"
+_FP8 = "DiT weights in fp8 (Tencent's scaled fp8 file when the model has one, else fp8 storage)."
+_DIT = "A DiT file replacing the model's: .gguf (city96), or an original-layout .pt/.safetensors."
 
 # fmt: off
 OPTIONS: dict[str, tuple[str, Any]] = {
@@ -100,25 +105,26 @@ OPTIONS: dict[str, tuple[str, Any]] = {
                              envvar="HYV_REWRITE_ENDPOINT"),
     "rewrite_api_model": _opt("rewrite", str, "--rewrite-api-model", help="Its served model name."),
     "rewrite_model": _opt("rewrite", str, "--rewrite-model", help="A model directory: vLLM in-process."),
+    # memory: offloading and per-stage devices (settings), the DiT's weight variant (engine)
+    "offload": _opt("placement", str, "--offload", help=f"{_OFFLOAD} [default: none]."),
+    "text_encoder_device": _opt("placement", str, "--text-encoder-device", help="The encode stage's device."),
+    "vae_device": _opt("placement", str, "--vae-device", help="The decode stage's device."),
+    "fp8": _opt("weights", bool, "--fp8", help=_FP8),
+    "dit": _opt("weights", Path, "--dit", help=_DIT, dir_okay=False),
+    "lora": _opt("weights", list[str], "--lora", help="A LoRA for the DiT (repeatable).", metavar="FILE[:SCALE]"),
+    "dry_run": _opt("dryrun", bool, "--dry-run", help="Print the memory plan and exit (nothing loads)."),
+    "memory": _opt("plan", str, "--memory", help="Free device memory to plan for, e.g. 24GB [default: free]."),
 }
 # fmt: on
 GROUPS = {
     "encode": ("target", "cache", "frames", "encode", "placement"),
     "render": ("target", "cache", "resume", "frames", "render", "encode", "placement"),
     "decode": ("target", "output", "decode", "placement"),
-    "run": (
-        "target",
-        "output",
-        "cache",
-        "resume",
-        "rewrite",
-        "frames",
-        "render",
-        "encode",
-        "decode",
-        "placement",
-    ),
+    "run": ("target", "output", "cache", "resume", "rewrite", "frames", "render", "encode", "decode", "placement"),
+    "plan": ("target", "frames", "render", "encode", "decode", "placement", "weights", "plan"),
 }
+GROUPS["render"] += ("weights",)
+GROUPS["run"] += ("weights", "dryrun")
 
 
 @dataclass(frozen=True)
@@ -140,10 +146,20 @@ class StageOptions:
     use_cache: bool = True
     resume: bool = False
     rewrite: Rewrite | None = None
+    fp8: bool = False
+    dit: Path | None = None
+    loras: tuple[str, ...] = ()  # FILE[:SCALE] as typed
+    dry_run: bool = False
+    memory: str | None = None  # hyv plan --memory
+
+    def variant(self) -> DiTVariant:
+        """The DiT's weight variant (LoRA files checked here, inside the command's error reporting)."""
+        return DiTVariant(self.fp8, self.dit, tuple(LoraSpec.parse(x) for x in self.loras))
 
 
 def _build(**given: Any) -> StageOptions:
     flags = Flags(**{k: given.pop(k) for k in list(given) if OPTIONS[k][0] not in _OWN_GROUPS})
+    weights = {k: given.pop(k, None) for k in ("fp8", "dit", "lora")}
     mode = given.pop("rewrite", None)
     rw = {k.removeprefix("rewrite_"): given.pop(k) for k in list(given) if k.startswith("rewrite_")}
     return StageOptions(
@@ -156,10 +172,15 @@ def _build(**given: Any) -> StageOptions:
         use_cache=not given.get("no_cache"),
         resume=bool(given.get("resume")),
         rewrite=Rewrite(mode, rw["endpoint"], rw["api_model"], rw["model"]) if mode is not None else None,
+        fp8=bool(weights["fp8"]),
+        dit=weights["dit"],
+        loras=tuple(weights["lora"] or ()),
+        dry_run=bool(given.get("dry_run")),
+        memory=given.get("memory"),
     )
 
 
-_OWN_GROUPS = ("target", "cache", "resume", "rewrite", "output")
+_OWN_GROUPS = ("target", "cache", "resume", "rewrite", "output", "weights", "dryrun", "plan")
 
 
 def stage_options(command: str) -> Callable[[F], F]:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from hunyuan_cli.common import reported_errors
+from hunyuan_cli.common import quiet_libraries, reported_errors
 from hunyuan_cli.console import announce_model, err_console
 from hunyuan_cli.options import PromptArgs, PromptsFileOpt, StageOptions, stage_options
 from hunyuan_cli.output import finish, print_report, report_line_errors
@@ -34,8 +34,14 @@ def _execute(command: str, opts: StageOptions, inputs: Callable[[], _Inputs], **
         from render.engine import Engine
         from render.errors import UsageError
 
-        engine = Engine(opts.model)
+        engine = Engine(opts.model, variant=opts.variant())
         settings = engine.settings(opts.flags)
+        if opts.dry_run:
+            from hunyuan_cli.plan_cmd import show_plan
+
+            quiet_libraries()
+            show_plan(engine, settings, opts)
+            return
         if isinstance(opts.flags.seed, str) and opts.flags.seed.strip().lower() == "random":
             err_console.print(f"seed: {settings.render.seed} (drawn at random; recorded in every manifest)")
         got = inputs()

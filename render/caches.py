@@ -81,7 +81,8 @@ def config_for(
         ratios = calibration.get("magcache_ratios")
         if not ratios:
             raise SettingsError("magcache needs the model's magnitude ratios: run `hyv calibrate --model DIR` first")
-        return diffusers.MagCacheConfig(threshold=value, num_inference_steps=steps, mag_ratios=_resample(ratios, steps))
+        ratios = _resample(ratios, steps)
+        return diffusers.MagCacheConfig(threshold=value, num_inference_steps=steps, mag_ratios=ratios)
     if spec.kind == "taylorseer":
         import torch
 
@@ -90,7 +91,9 @@ def config_for(
         return diffusers.FasterCacheConfig(
             current_timestep_callback=clock, is_guidance_distilled=True, tensor_format="BCFHW"
         )
-    return diffusers.PyramidAttentionBroadcastConfig(spatial_attention_block_skip_range=2, current_timestep_callback=clock)
+    return diffusers.PyramidAttentionBroadcastConfig(
+        spatial_attention_block_skip_range=2, current_timestep_callback=clock
+    )
 
 
 def _resample(ratios: list[float], steps: int) -> list[float]:

@@ -217,7 +217,8 @@ class _Watch:
                 x.append(_rel_l1(m[t], m[t - 1]))
                 y.append(_rel_l1(r[t], r[t - 1]))
         if len(x) <= degree:
-            return [0.0] * degree + [float(np.mean(y) / max(np.mean(x), 1e-12))] if x else [1.0]
+            slope = float(np.mean(y)) / max(float(np.mean(x)), 1e-12) if x else 1.0
+            return [0.0] * (degree - 1) + [slope, 0.0]
         return [float(c) for c in np.polyfit(np.array(x), np.array(y), degree)]
 
     def magcache_ratios(self, videos: int, steps: int) -> list[float]:

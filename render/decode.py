@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from render.engine import Engine
 
 MIN_TILE = 64  # pixels: the smallest spatial tile tried when backing off after an out-of-memory error
+MIN_TILE_FRAMES = 8  # frames: the smallest temporal tile tried after the spatial floor (stride 4 = one latent)
 
 
 @dataclass
@@ -32,29 +33,73 @@ class DecodeJob:
     out: Outcome  # receives video, manifest, status, error
 
 
-def decode_frames(vae: Any, device: Any, latents: Any, tiling: bool) -> Any:
-    """latents [1, C, T, h, w] -> uint8 frames [F, H, W, 3], backing off to smaller tiles on OOM."""
+def tile_record(vae: Any, tiling: bool, backoffs: int = 0) -> dict[str, Any]:
+    """The VAE's tile sizes in pixels and frames (recorded in the video's manifest)."""
+    return {
+        "spatial": [vae.tile_sample_min_height, vae.tile_sample_min_width] if tiling else None,
+        "spatial_stride": [vae.tile_sample_stride_height, vae.tile_sample_stride_width] if tiling else None,
+        "frames": vae.tile_sample_min_num_frames,
+        "frame_stride": vae.tile_sample_stride_num_frames,
+        "backoffs": backoffs,
+    }
+
+
+def _smaller_tiles(vae: Any, tiling: bool) -> bool:
+    """Halve the spatial tiles down to MIN_TILE, then the temporal ones down to MIN_TILE_FRAMES; False at the
+    floor. Strides keep diffusers' 3/4 overlap (temporal strides stay multiples of the 4x compression)."""
+    if tiling and vae.tile_sample_min_height // 2 >= MIN_TILE:
+        vae.tile_sample_min_height //= 2
+        vae.tile_sample_min_width //= 2
+        vae.tile_sample_stride_height = vae.tile_sample_min_height * 3 // 4
+        vae.tile_sample_stride_width = vae.tile_sample_min_width * 3 // 4
+        return True
+    if vae.tile_sample_min_num_frames // 2 >= MIN_TILE_FRAMES:
+        vae.tile_sample_min_num_frames //= 2
+        vae.tile_sample_stride_num_frames = max(4, vae.tile_sample_min_num_frames // 2)
+        return True
+    return False
+
+
+def decode_frames(
+    vae: Any, device: Any, latents: Any, tiling: bool, tiles: dict[str, Any] | None = None
+) -> Any:
+    """latents [1, C, T, h, w] -> uint8 frames [F, H, W, 3], backing off to smaller tiles (spatial, then temporal)
+    on out-of-memory down to a floor; the tile sizes used go into `tiles`."""
     import torch
 
+    from render.errors import RuntimeFailure, out_of_memory
     from render.loading import release_memory
 
     z = latents.to(device=device, dtype=vae.dtype) / vae.config.scaling_factor
+    backoffs = 0
     while True:
         try:
             with torch.inference_mode():
-                x = vae.decode(z, return_dict=False)[0]  # [1, 3, F, H, W] in [-1, 1]
+                x = vae.decode(z, return_dict=False)[0].cpu()  # [1, 3, F, H, W] in [-1, 1]
             break
-        except torch.OutOfMemoryError:
-            if not tiling or vae.tile_sample_min_height // 2 < MIN_TILE:
+        except (torch.OutOfMemoryError, RuntimeError, MemoryError) as exc:
+            if out_of_memory(exc) is None:
                 raise
-            vae.tile_sample_min_height //= 2
-            vae.tile_sample_min_width //= 2
-            vae.tile_sample_stride_height = vae.tile_sample_min_height * 3 // 4
-            vae.tile_sample_stride_width = vae.tile_sample_min_width * 3 // 4
             release_memory()
+            if not _smaller_tiles(vae, tiling):
+                floor = tile_record(vae, tiling)
+                raise RuntimeFailure(
+                    f"out of memory decoding even with tiles of {floor['spatial'] or 'full-frame'} px x "
+                    f"{floor['frames']} frames; the latents are kept: decode them with `hyv decode` on another "
+                    "device (--vae-device cpu)"
+                ) from None
+            backoffs += 1
+    if tiles is not None:
+        tiles.update(tile_record(vae, tiling, backoffs))
+    return frames_from_decoded(x).numpy()
+
+
+def frames_from_decoded(x: Any) -> Any:
+    """VAE output [1, 3, F, H, W] in [-1, 1] -> uint8 frames [F, H, W, 3], as diffusers' pipeline scales them."""
+    import torch
+
     x = (x.float() / 2 + 0.5).clamp(0, 1)
-    frames = (x[0].permute(1, 2, 3, 0) * 255).round().to(torch.uint8)  # [F, H, W, 3]
-    return frames.cpu().numpy()
+    return (x[0].permute(1, 2, 3, 0) * 255).round().to(torch.uint8)  # [F, H, W, 3]
 
 
 def is_decoded(path: Path, latents_sha: str, settings: DecodeSettings) -> bool:
@@ -93,6 +138,9 @@ def decode_jobs(
     engine: Engine, jobs: list[DecodeJob], settings: DecodeSettings, workdir: Workdir, *, progress: Progress
 ) -> None:
     progress.stage("decode", len(jobs))
+    from render.loading import preload
+
+    preload("decode")
     meter = StageMeter.start()
     for job in jobs:
         try:
@@ -157,7 +205,8 @@ def _write_video(
         raise NonFiniteError(f"{job.latents} holds NaN or Inf latents; re-render it")
     progress.steps(1, out.name)
     vae = engine.vae(settings.placement, tiling=settings.tiling)
-    frames = decode_frames(vae.module, vae.device, lat, settings.tiling)  # [F, H, W, 3] uint8
+    tiles: dict[str, Any] = {}
+    frames = decode_frames(vae.module, vae.device, lat, settings.tiling, tiles)  # [F, H, W, 3] uint8
     progress.step()
     manifest = {
         "stage": "decode",
@@ -169,6 +218,7 @@ def _write_video(
         "frames": int(frames.shape[0]),
         "height": int(frames.shape[1]),
         "width": int(frames.shape[2]),
+        "vae_tiles": tiles,
         "model": {"source": engine.model.source, "vae_identity": engine.identity("vae")},
         "device": str(vae.device),
         "versions": versions(),

@@ -100,6 +100,9 @@ def render_jobs(
         return
     info = engine.dit_info()
     progress.stage("render", len(jobs))
+    from render.loading import preload
+
+    preload("render")
     meter = StageMeter.start()
     planned: list[_Planned] = []
     for job in jobs:

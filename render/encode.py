@@ -196,6 +196,9 @@ def encode_jobs(
         else:
             first[key] = job
             unique.append((job, t))
+    from render.loading import preload
+
+    preload("encode")
     meter = StageMeter.start()
     for group in _micro_batches(unique):
         try:

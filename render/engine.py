@@ -21,15 +21,17 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from render.errors import SettingsError
 from render.items import Item, Report
-from render.loading import ModelRef, check_components, resolve_model, resolve_placement
+from render.loading import ModelRef, check_components, check_devices, resolve_model, resolve_placement
 from render.progress import NullProgress, Progress
 from render.resolve import Flags, resolve_settings
 from render.settings import Placement, Settings
+from render.weights.variant import DiTVariant
 
 if TYPE_CHECKING:
     from render.denoise import DiTInfo
     from render.encode import TextEncoderStage
     from render.loading import TextEncoders
+    from render.plan import Plan
 
 Policy = Literal["free-after-stage", "keep-warm"]
 POLICIES: tuple[str, ...] = ("free-after-stage", "keep-warm")
@@ -44,6 +46,7 @@ class Loaded:
     device: Any  # torch.device
     dtype: Any  # torch.dtype
     placement: Placement
+    hooks: list[Any] = dataclasses.field(default_factory=list)  # model offloading: offload() parks it on the CPU
 
 
 class Engine:
@@ -54,10 +57,12 @@ class Engine:
         policy: Policy = "free-after-stage",
         cache: Any = None,
         attention_kwargs: dict[str, Any] | None = None,
+        variant: DiTVariant | None = None,
     ) -> None:
         """`model`: a directory, a hub id, a ModelRef, or None ($HYV_MODEL, else the bundled demo model).
         `cache`: a diffusers cache config (e.g. `FirstBlockCacheConfig(threshold=0.05)`) applied to the DiT with
-        `enable_cache` when it loads; part of every render key. `attention_kwargs` go to every DiT forward."""
+        `enable_cache` when it loads; part of every render key. `attention_kwargs` go to every DiT forward.
+        `variant`: the DiT's weights (FP8, a GGUF or original file, LoRAs); part of every render key."""
         if policy not in POLICIES:
             raise SettingsError(f"unknown policy {policy!r}; use {' or '.join(POLICIES)}")
         self.model = model if isinstance(model, ModelRef) else resolve_model(model)
@@ -66,11 +71,16 @@ class Engine:
         self.cache = cache
         self.attention_kwargs = attention_kwargs
         self.loads: Counter[str] = Counter()  # how many times each component was loaded
+        self.clock = 1000.0  # the timestep the DiT computes now (set by the sampling loop through `tick`)
         self._held: dict[str, Loaded] = {}  # "encode" | "render" | "decode" -> the loaded model
         self._checked: set[str] = set()
         self._identities: dict[tuple[str, ...], str] = {}
         self._encode_stage: TextEncoderStage | None = None
         self._dit_info: DiTInfo | None = None
+        self.variant = variant or DiTVariant()
+        self.variant.check()
+        self._variant_record: dict[str, Any] | None = None
+        self._plan_settings: Settings | None = None  # what --offload auto plans for (the last call's settings)
 
     # ------------------------------------------------------------------ settings and model facts
 
@@ -82,7 +92,7 @@ class Engine:
         """Check once that the model has every component these stages need (configs only, no weights)."""
         for stage in stages:
             if stage not in self._checked:
-                check_components(self.model, stage)
+                check_components(self.model, stage, self.variant)
                 self._checked.add(stage)
 
     def identity(self, *components: str) -> str:
@@ -96,13 +106,14 @@ class Engine:
     def dit_info(self) -> DiTInfo:
         from render.denoise import DiTInfo
         from render.loading import vae_factors
+        from render.weights.dit import dit_config
 
         if self._dit_info is None:
             self.require("render")
             channels, t_ratio, s_ratio = vae_factors(self.model)
             self._dit_info = DiTInfo(
                 source=self.model.source,
-                config=self.model.config("transformer"),
+                config=dit_config(self.model, self.variant),
                 identity=self.identity(*self.family.stage_components["render"]),
                 channels=channels,
                 t_ratio=t_ratio,
@@ -125,8 +136,32 @@ class Engine:
         return str(dtype).removeprefix("torch.")
 
     def sampling_extras(self) -> dict[str, Any]:
-        """What the engine adds to every render key and manifest: the step cache, when one is set."""
-        return {"cache": _describe(self.cache)} if self.cache is not None else {}
+        """What the engine adds to every render key and manifest: the step cache, when one is set, and the DiT's
+        weight variant (FP8, GGUF, LoRAs), when not the model's own full-precision weights."""
+        extras = {"cache": _describe(self.cache)} if self.cache is not None else {}
+        if self._variant_record is None:
+            self._variant_record = self.variant.describe(self.model)
+        return {**extras, "weights": self._variant_record} if self._variant_record else extras
+
+    def plan(self, settings: Settings | None = None, stages: Sequence[str] = ("encode", "render", "decode")) -> Plan:
+        """The memory plan for these settings: each stage's peak device memory under each offload mode."""
+        from render.plan import make_plan
+
+        return make_plan(self.model, settings or self.settings(), self.variant, tuple(stages))
+
+    def offload_mode(self, stage: str, placement: Placement) -> str:
+        """The placement's offload mode; "auto": the plan's first mode that fits the device's free memory (the
+        least-memory mode when none does)."""
+        if placement.offload != "auto":
+            return placement.offload
+        from render.plan import free_memory, plan_device
+
+        device = plan_device(placement.device)
+        free = free_memory(placement.device if placement.device.startswith("cuda") else device)
+        if device == "cpu" or free is None:
+            return "none"
+        plan = self.plan(self._plan_settings or self.settings(), (stage,))
+        return plan.cheapest_fitting(stage, free) or "sequential"
 
     # ------------------------------------------------------------------ model lifetimes
 
@@ -144,9 +179,9 @@ class Engine:
         from render.loading import load_text_encoders
 
         def load() -> Loaded:
-            enc = load_text_encoders(self.model, placement)
+            enc = load_text_encoders(self.model, placement, self.offload_mode("encode", placement))
             self.loads["text_encoders"] += 1
-            return Loaded(enc, enc.device, enc.dtype, placement)
+            return Loaded(enc, enc.device, enc.dtype, placement, enc.hooks)
 
         module: TextEncoders = self._get("encode", placement, load).module
         return module
@@ -155,11 +190,12 @@ class Engine:
         from render.loading import load_transformer
 
         def load() -> Loaded:
-            tr, device, dtype = load_transformer(self.model, placement)
+            mode = self.offload_mode("render", placement)
+            tr, device, dtype, hook = load_transformer(self.model, placement, self.variant, mode)
             self.loads["transformer"] += 1
             if self.cache is not None:
                 tr.enable_cache(self.cache)
-            return Loaded(tr, device, dtype, placement)
+            return Loaded(tr, device, dtype, placement, [hook] if hook is not None else [])
 
         return self._get("render", placement, load)
 
@@ -167,7 +203,9 @@ class Engine:
         from render.loading import load_vae
 
         def load() -> Loaded:
-            vae, device, dtype = load_vae(self.model, placement)
+            mode = self.offload_mode("decode", placement)
+            # The VAE always loads whole (small weights, large activations): group/sequential mean model for it.
+            vae, device, dtype = load_vae(self.model, placement, "model" if mode in ("group", "sequential") else mode)
             self.loads["vae"] += 1
             return Loaded(vae, device, dtype, placement)
 
@@ -176,6 +214,10 @@ class Engine:
             held.module.enable_tiling() if tiling else held.module.disable_tiling()
         return held
 
+    def tick(self, step: int, timestep: Any) -> None:
+        """Called by the sampling loop before each step: hooks that follow the timestep read `clock`."""
+        self.clock = float(timestep)
+
     def scheduler(self, shift: float) -> Any:
         """A fresh scheduler (it keeps per-render state) with the requested shift."""
         from render.loading import load_scheduler
@@ -183,9 +225,13 @@ class Engine:
         return load_scheduler(self.model, shift)
 
     def stage_done(self, stage: str) -> None:
-        """The end of a stage: free its models unless the policy keeps them warm."""
+        """The end of a stage: free its models unless the policy keeps them warm (model-offloaded ones then wait in
+        CPU memory)."""
         if self.policy == "free-after-stage":
             self.free(stage)
+        elif stage in self._held:
+            for hook in self._held[stage].hooks:
+                hook.offload()
 
     def free(self, *stages: str) -> None:
         """Drop the models of these stages (all stages when none is named) and give their memory back."""
@@ -219,6 +265,9 @@ class Engine:
         """Prompts -> embeddings, one outcome per item (status done, cached or failed)."""
         from render import pipeline
 
+        settings = self._plan_settings = settings or self.settings()
+        check_devices(settings, "encode")
+
         return pipeline.encode(
             self,
             _items(items),
@@ -241,6 +290,9 @@ class Engine:
         """Embeddings (given, or found by the prompt's content key) -> latents, one outcome per video."""
         from render import pipeline
 
+        settings = self._plan_settings = settings or self.settings()
+        check_devices(settings, "render")
+
         return pipeline.render(
             self,
             _items(items),
@@ -262,6 +314,9 @@ class Engine:
         """Latents -> videos with their manifests, one outcome per item."""
         from render import pipeline
 
+        settings = self._plan_settings = settings or self.settings()
+        check_devices(settings, "decode")
+
         return pipeline.decode(
             self, _items(items), settings or self.settings(), Path(workdir), progress or NullProgress()
         )
@@ -278,6 +333,8 @@ class Engine:
     ) -> Report:
         """Prompts -> videos, stage-major: every encode, then every render, then every decode."""
         from render import pipeline
+
+        settings = self._plan_settings = settings or self.settings()  # devices: checked in pipeline.run
 
         return pipeline.run(
             self,

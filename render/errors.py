@@ -23,6 +23,10 @@ class ModelNotFoundError(UsageError):
     """A model directory that is missing, incomplete, or a hub id that cannot be fetched."""
 
 
+class WeightsError(ModelNotFoundError):
+    """A weight file that is truncated, corrupt, or does not fit its model's config (shapes, names)."""
+
+
 class ArtifactError(UsageError):
     """A file that is not a hyv artifact of the expected kind, or is truncated or corrupt."""
 
@@ -49,7 +53,8 @@ def out_of_memory(exc: BaseException) -> RuntimeFailure | None:
     """An out-of-memory error (torch's CPU or GPU one, or Python's) as a RuntimeFailure; None for anything else.
     Reads the exception only: no torch import, so a front end can call it on any error."""
     oom = isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
-    if not oom and "out of memory" not in str(exc).lower():
+    text = str(exc).lower()
+    if not oom and "out of memory" not in text and "not enough memory" not in text:  # CUDA's, the CPU allocator's
         return None
     return RuntimeFailure(
         f"out of memory ({type(exc).__name__}); try a smaller size, fewer frames or --device cpu"

@@ -10,7 +10,8 @@ second `Family`; only HunyuanVideo is built today.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from render.errors import ModelNotFoundError
@@ -26,6 +27,8 @@ class Family:
     # embeddings artifact tensors -> the DiT's conditioning keyword arguments
     conditioning: Callable[[Mapping[str, Any]], dict[str, Any]]
     embedded_guidance: bool  # the DiT takes `guidance` (x 1000), as a CFG-distilled model does
+    # weight component -> "library.ClassName" of the module it holds (built on the meta device to check shapes)
+    component_classes: Mapping[str, str] = field(default_factory=dict)
 
 
 def _hunyuan_video_conditioning(t: Mapping[str, Any]) -> dict[str, Any]:
@@ -49,6 +52,14 @@ HUNYUAN_VIDEO = Family(
     embedding_tensors=("prompt_embeds", "prompt_attention_mask", "pooled_prompt_embeds"),
     conditioning=_hunyuan_video_conditioning,
     embedded_guidance=True,
+    component_classes=MappingProxyType(
+        {
+            "transformer": "diffusers.HunyuanVideoTransformer3DModel",
+            "vae": "diffusers.AutoencoderKLHunyuanVideo",
+            "text_encoder": "transformers.LlamaModel",
+            "text_encoder_2": "transformers.CLIPTextModel",
+        }
+    ),
 )
 
 FAMILIES = {f.pipeline_class: f for f in (HUNYUAN_VIDEO,)}

@@ -59,10 +59,11 @@ def _sampled_digest(path: Path) -> str:
 
 
 def weights_identity(*component_dirs: Path) -> str:
-    """Identity of the weights in one or more component directories (configs hashed whole, weights sampled)."""
+    """Identity of the weights in one or more component directories or single weight files (configs hashed whole,
+    weights sampled)."""
     h = hashlib.sha256(b"hyv-weights-v1")
     for d in component_dirs:
-        files = sorted(p for p in d.rglob("*") if p.is_file())
+        files = [d] if d.is_file() else sorted(p for p in d.rglob("*") if p.is_file())
         for p in files:
             rel = str(p.relative_to(d.parent)).replace(os.sep, "/")
             if p.suffix in WEIGHT_SUFFIXES:

@@ -34,6 +34,17 @@ def _rss_peak_bytes() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
+def _rss_now_bytes() -> int | None:
+    """Current resident set size (Linux VmRSS); None elsewhere."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def _reset_rss_peak() -> bool:
     """Reset VmHWM to the current RSS (Linux >= 4.0), so a stage's peak is its own, not the process's."""
     try:
@@ -49,6 +60,7 @@ class StageMeter:
 
     started: float = field(default_factory=time.perf_counter)
     rss_reset: bool = False
+    rss_start: int | None = None  # RSS when the stage started (before its models load)
 
     @classmethod
     def start(cls) -> StageMeter:
@@ -60,7 +72,7 @@ class StageMeter:
                 torch.cuda.reset_peak_memory_stats()
         except ImportError:
             pass
-        return cls(started=time.perf_counter(), rss_reset=rss_reset)
+        return cls(started=time.perf_counter(), rss_reset=rss_reset, rss_start=_rss_now_bytes())
 
     def record(self) -> dict[str, Any]:
         rec: dict[str, Any] = {
@@ -68,6 +80,8 @@ class StageMeter:
             "peak_rss_bytes": _rss_peak_bytes(),
             "peak_rss_scope": "stage" if self.rss_reset else "process",
         }
+        if self.rss_reset and self.rss_start is not None:  # what the stage added: its models and activations
+            rec["peak_rss_delta_bytes"] = rec["peak_rss_bytes"] - self.rss_start
         try:
             import torch
 

@@ -20,6 +20,7 @@ from render.denoise import RenderJob, render_jobs
 from render.encode import EncodeJob, encode_jobs, find_existing, plan_job
 from render.errors import SettingsError, UsageError
 from render.items import Item, Outcome, Report
+from render.loading import check_devices
 from render.progress import Progress
 from render.settings import EncodeSettings, RenderSettings, Settings
 from render.workdir import Workdir
@@ -134,6 +135,7 @@ def run(
     (wd, use_cache), report = _begin(workdir, use_cache, progress), Report()
     if not resume and (done := runindex.lookup(engine, items, settings, wd)) is not None:
         return done  # every video is there and whole: nothing loaded, not even torch
+    check_devices(settings, "encode", "render", "decode")
     engine.require("encode", "render", "decode")  # a missing VAE is reported before hours of rendering
     prepared: list[_Prepared] = []
     jobs: list[EncodeJob] = []

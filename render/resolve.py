@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from render.errors import ModelNotFoundError, SettingsError
+from render.offload import check_mode
 from render.settings import (
     DecodeSettings,
     EncodeSettings,
@@ -49,6 +50,9 @@ class Flags:
     # placement of every stage
     device: str | None = None
     dtype: str | None = None
+    offload: str | None = None  # none | model | group | sequential | auto
+    text_encoder_device: str | None = None  # the encode stage's device (default: device)
+    vae_device: str | None = None  # the decode stage's device (default: device)
 
 
 def _fields(cls: type) -> dict[str, Any]:
@@ -118,7 +122,12 @@ def resolve_settings(flags: Flags, model_defaults: Mapping[str, Any] | None = No
         if "height" in given or "width" in given:
             raise SettingsError("give either --size/--aspect or --height/--width, not both")
         given["height"], given["width"] = size_from_preset(given["size"], given.get("aspect", "16:9"))
-    placement = Placement(**{k: given[k] for k in ("device", "dtype") if k in given})
+    placement = Placement(**{k: given[k] for k in ("device", "dtype", "offload") if k in given})
+    check_mode(placement.offload)
+    stage_device = {
+        EncodeSettings: given.get("text_encoder_device"),
+        DecodeSettings: given.get("vae_device"),
+    }
 
     def build(cls: type) -> Any:
         values = {}
@@ -127,7 +136,8 @@ def resolve_settings(flags: Flags, model_defaults: Mapping[str, Any] | None = No
                 values[name] = given[name]
             elif name in md:
                 values[name] = md[name]
-        return replace(cls(placement=placement), **values)
+        own = stage_device.get(cls)
+        return replace(cls(placement=replace(placement, device=own) if own else placement), **values)
 
     s = Settings(encode=build(EncodeSettings), render=build(RenderSettings), decode=build(DecodeSettings))
     s.check()

@@ -61,9 +61,11 @@ def denoise(
     end: int,
     attention_kwargs: dict[str, Any] | None = None,
     on_step: OnStep | None = None,
+    before_step: Callable[[int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """Run steps [start, end) of the schedule already set on `scheduler`. `on_step(i, latents, x0)` is called
-    after step i with the new latents and the predicted clean latents x0 = x_t - sigma * v (for previews)."""
+    after step i with the new latents and the predicted clean latents x0 = x_t - sigma * v (for previews);
+    `before_step(i, t)` before it (hooks that follow the timestep, such as FasterCache's, read it from there)."""
     tdtype = transformer.dtype
     device = latents.device
     cond = {k: v.to(device=device, dtype=tdtype) for k, v in cond.items()}
@@ -76,6 +78,8 @@ def denoise(
     with torch.inference_mode(), fresh_hook_state(transformer):
         for i in range(start, end):
             t = timesteps[i]
+            if before_step is not None:
+                before_step(i, t)
             x_in = latents.to(tdtype)
             timestep = t.expand(latents.shape[0]).to(latents.dtype)  # [B]
             where = {"step_index": i, "num_inference_steps": len(timesteps)}  # for hooks that need it (TeaCache)

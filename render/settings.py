@@ -46,10 +46,12 @@ ITEM_OVERRIDES: dict[str, type] = {
 @dataclass(frozen=True)
 class Placement:
     """Where a stage runs. "auto" means cuda when present, else cpu; dtype "auto" means the stage's GPU default
-    (text encoders fp16, DiT bf16, VAE fp16) on cuda and fp32 on cpu."""
+    (text encoders fp16, DiT bf16, VAE fp16) on cuda and fp32 on cpu; `offload` where the weights wait while the
+    stage computes (render.offload)."""
 
     device: str = "auto"
     dtype: str = "auto"
+    offload: str = "none"  # none | model | group | sequential | auto (render.offload)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,130 @@
+"""The memory plan (`hyv plan`, `hyv run --dry-run`, `--offload auto`): every stage's peak device memory under
+each offload mode, from the real modules run on meta tensors (render.plan.planner)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from render.plan.planner import GPU_DTYPES, Plan, StagePlan
+
+if TYPE_CHECKING:
+    from render.settings import Settings
+    from render.weights.model import ModelRef
+    from render.weights.variant import DiTVariant
+
+__all__ = ["Plan", "StagePlan", "free_memory", "make_plan", "plan_device"]
+
+
+def plan_device(device: str) -> str:
+    """"cuda" or "cpu" for a placement device ("auto": cuda when present, else cpu)."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if device.startswith("cuda") else "cpu"
+
+
+def _dtype(stage: str, device: str, name: str) -> object:
+    import torch
+
+    if name != "auto":
+        return getattr(torch, name)
+    return GPU_DTYPES[stage] if device == "cuda" else torch.float32
+
+
+def _crop_start(model: ModelRef, frames: int) -> int:
+    """Template tokens before the prompt, from the model's tokenizer when it has one (Llama-3: 95 / 36)."""
+    from render.templates import compute_crop_start, template_for
+
+    name, text = template_for(frames)
+    d = model.component("tokenizer")
+    if d.is_dir() and any(d.glob("tokenizer*")):
+        from transformers import AutoTokenizer
+
+        return compute_crop_start(AutoTokenizer.from_pretrained(d), text)
+    return 95 if name == "video" else 36
+
+
+def make_plan(
+    model: ModelRef,
+    settings: Settings,
+    variant: DiTVariant,
+    stages: tuple[str, ...] = ("encode", "render", "decode"),
+) -> Plan:
+    """The plan for these settings (sizes, text length, tiling, each stage's device and dtype) and DiT variant."""
+    from render.loading import vae_factors
+    from render.plan.planner import plan_decode, plan_encode, plan_render
+    from render.weights.dit import dit_config
+
+    r = settings.render
+    channels, t, s = vae_factors(model)
+    channels = int(dit_config(model, variant).get("in_channels", channels))
+    latent = (1, channels, (r.frames - 1) // t + 1, r.height // s, r.width // s)
+    out = Plan(r.frames, r.height, r.width, [], variant.describe(model))
+    for stage in stages:
+        placement = getattr(settings, stage).placement
+        device = plan_device(placement.device)
+        dtype = _dtype(stage, device, placement.dtype)
+        if stage == "encode":
+            out.stages.append(
+                plan_encode(model, device, dtype, settings.encode.text_len, _crop_start(model, r.frames))  # type: ignore[arg-type]
+            )
+        elif stage == "render":
+            out.stages.append(plan_render(model, variant, device, dtype, latent, settings.encode.text_len))  # type: ignore[arg-type]
+        else:
+            out.stages.append(plan_decode(model, device, dtype, latent, settings.decode.tiling))  # type: ignore[arg-type]
+    return out
+
+
+def free_memory(device: str) -> int | None:
+    """Free bytes on a device: CUDA's free memory, or the CPU's MemAvailable; None when unknown."""
+    import torch
+
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            return None
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        return int(free)
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def summary(plan: Plan, free: int | None) -> dict[str, object]:
+    """The plan as JSON: per stage its device, dtype, weights, activations and peak per mode; the run's peak per
+    mode (the largest stage: the engine frees each stage's models after it); every model resident at once
+    (upstream's way); and, given the free memory, which modes fit and what --offload auto picks per stage."""
+    from render.offload import CONCRETE_MODES
+
+    stages = [
+        {
+            "stage": s.stage,
+            "device": s.device,
+            "dtype": s.dtype,
+            "weights_bytes": s.weights,
+            "activations_bytes": s.activations,
+            "peak_bytes": dict(s.peaks),
+            "components": [{"name": c.name, "weights_bytes": c.weights} for c in s.components],
+        }
+        for s in plan.stages
+    ]
+    run_peak = {m: max(s.peaks[m] for s in plan.stages) for m in CONCRETE_MODES}
+    out: dict[str, object] = {
+        "frames": plan.frames,
+        "height": plan.height,
+        "width": plan.width,
+        "weights_variant": plan.variant,
+        "stages": stages,
+        "run_peak_bytes": run_peak,
+        "all_resident_bytes": plan.all_resident,
+        "free_bytes": free,
+    }
+    if free is not None:
+        out["fits"] = {m: v * 1.1 <= free for m, v in run_peak.items()}
+        out["auto"] = {s.stage: plan.cheapest_fitting(s.stage, free) for s in plan.stages}
+    return out

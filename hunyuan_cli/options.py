@@ -29,6 +29,7 @@ _MODEL = "or the model's"
 # The help panel of each group of options.
 _PANELS = {"target": "Options", "cache": "Options", "resume": "Options", "rewrite": "Rewriting"}
 _PANELS |= {"decode": "Output", "placement": "Placement"}
+_PANELS |= {"parallel": "Scaling", "scale": "Scaling"}
 
 
 def optional(typ: Any, *names: str, help: str, **kw: Any) -> Any:
@@ -84,13 +85,21 @@ OPTIONS: dict[str, tuple[str, Any]] = {
                              envvar="HYV_REWRITE_ENDPOINT"),
     "rewrite_api_model": _opt("rewrite", str, "--rewrite-api-model", help="Its served model name."),
     "rewrite_model": _opt("rewrite", str, "--rewrite-model", help="A model directory: vLLM in-process."),
+    # scaling out (docs/scaling.md)
+    "parallel": _opt("parallel", str, "--parallel", help="One video over torchrun's ranks: ulysses:N, ring:N or "
+                     "ulysses:A,ring:B (torchrun --nproc_per_node=N -m hunyuan_cli ...)."),
+    "gpus": _opt("scale", int, "--gpus", help="N worker processes, one per GPU (cuda:0..N-1; with --device cpu, "
+                 "N CPU workers), each with its own items."),
+    "ray": _opt("scale", str, "--ray", help="Run the batch on a Ray cluster: its address, or auto "
+                "(pip install 'hyv[ray]')."),
 }
 # fmt: on
 GROUPS = {
     "encode": ("target", "cache", "frames", "encode", "placement"),
-    "render": ("target", "cache", "resume", "frames", "render", "encode", "placement"),
+    "render": ("target", "cache", "resume", "frames", "render", "encode", "placement", "parallel"),
     "decode": ("target", "decode", "placement"),
-    "run": ("target", "cache", "resume", "rewrite", "frames", "render", "encode", "decode", "placement"),
+    "run": ("target", "cache", "resume", "rewrite", "frames", "render", "encode", "decode", "placement", "parallel",
+            "scale"),
 }
 
 
@@ -111,6 +120,9 @@ class StageOptions:
     use_cache: bool = True
     resume: bool = False
     rewrite: Rewrite | None = None
+    parallel: str | None = None  # --parallel: context parallel under torchrun
+    gpus: int | None = None  # --gpus: local worker processes
+    ray: str | None = None  # --ray: a Ray cluster's address
 
 
 def _build(**given: Any) -> StageOptions:
@@ -125,10 +137,13 @@ def _build(**given: Any) -> StageOptions:
         use_cache=not given.get("no_cache"),
         resume=bool(given.get("resume")),
         rewrite=Rewrite(mode, rw["endpoint"], rw["api_model"], rw["model"]) if mode is not None else None,
+        parallel=given.get("parallel"),
+        gpus=given.get("gpus"),
+        ray=given.get("ray"),
     )
 
 
-_OWN_GROUPS = ("target", "cache", "resume", "rewrite")
+_OWN_GROUPS = ("target", "cache", "resume", "rewrite", "parallel", "scale")
 
 
 def stage_options(command: str) -> Callable[[F], F]:

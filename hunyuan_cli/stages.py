@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from hunyuan_cli.common import quiet_libraries, reported_errors
+from hunyuan_cli.common import quiet_follower, quiet_libraries, reported_errors
 from hunyuan_cli.console import RichProgress, announce_model
 from hunyuan_cli.options import PromptArgs, PromptsFileOpt, StageOptions, stage_options
 from hunyuan_cli.output import finish, print_report, report_line_errors
@@ -28,11 +28,12 @@ class _Inputs:
 
 def _execute(command: str, opts: StageOptions, inputs: Callable[[], _Inputs], **call: Any) -> None:
     """Resolve the settings (bad ones are reported before anything heavy), gather the inputs, call the engine's
-    `command` with a progress display, print what it made and exit with the batch's code."""
-    with reported_errors():
+    `command` with a progress display, print what it made and exit with the batch's code. The ranks > 0 of a
+    --parallel job print nothing: rank 0 reports for the job."""
+    with quiet_follower(opts.parallel), reported_errors():
         from render.engine import Engine
 
-        engine = Engine(opts.model)
+        engine = Engine(opts.model, parallel=opts.parallel)
         settings = engine.settings(opts.flags)
         got = inputs()
         quiet_libraries()
@@ -124,4 +125,5 @@ def run(prompts: PromptArgs = None, prompts_file: PromptsFileOpt = None, *, opts
             got.line_errors, got.extra = got.line_errors + more_errors, {"rewrite": info}
         return got
 
-    _execute("run", opts, gather, resume=opts.resume, use_cache=opts.use_cache)
+    scale = {"gpus": opts.gpus, "ray": opts.ray} if opts.gpus is not None or opts.ray is not None else {}
+    _execute("run", opts, gather, resume=opts.resume, use_cache=opts.use_cache, **scale)

@@ -27,9 +27,12 @@ from render.resolve import Flags, resolve_settings
 from render.settings import Placement, Settings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from render.denoise import DiTInfo
     from render.encode import TextEncoderStage
     from render.loading import TextEncoders
+    from render.parallel import Group
 
 Policy = Literal["free-after-stage", "keep-warm"]
 POLICIES: tuple[str, ...] = ("free-after-stage", "keep-warm")
@@ -54,10 +57,14 @@ class Engine:
         policy: Policy = "free-after-stage",
         cache: Any = None,
         attention_kwargs: dict[str, Any] | None = None,
+        parallel: str | None = None,
     ) -> None:
         """`model`: a directory, a hub id, a ModelRef, or None ($HYV_MODEL, else the bundled demo model).
         `cache`: a diffusers cache config (e.g. `FirstBlockCacheConfig(threshold=0.05)`) applied to the DiT with
-        `enable_cache` when it loads; part of every render key. `attention_kwargs` go to every DiT forward."""
+        `enable_cache` when it loads; part of every render key. `attention_kwargs` go to every DiT forward.
+        `parallel` ("ulysses:N", "ring:N", "ulysses:A,ring:B"): context parallel over the ranks of a torchrun
+        job (render.parallel); every rank makes the same calls, rank 0 does the work and the others mirror its
+        DiT forwards (render.mirror)."""
         if policy not in POLICIES:
             raise SettingsError(f"unknown policy {policy!r}; use {' or '.join(POLICIES)}")
         self.model = model if isinstance(model, ModelRef) else resolve_model(model)
@@ -71,6 +78,18 @@ class Engine:
         self._identities: dict[tuple[str, ...], str] = {}
         self._encode_stage: TextEncoderStage | None = None
         self._dit_info: DiTInfo | None = None
+        self.parallel: Group | None = None
+        if parallel is not None:
+            if cache is not None:
+                raise SettingsError("a step cache and --parallel do not go together: ranks would skip differently")
+            from render.parallel import join
+
+            self.parallel = join(parallel)  # collective: joins torchrun's process group
+
+    @property
+    def primary(self) -> bool:
+        """Whether this process reports and writes: always, but for the ranks > 0 of a --parallel job."""
+        return self.parallel is None or self.parallel.rank == 0
 
     # ------------------------------------------------------------------ settings and model facts
 
@@ -124,6 +143,15 @@ class Engine:
         _, dtype = resolve_placement(placement, "render")
         return str(dtype).removeprefix("torch.")
 
+    def _distributed(self, call: Callable[[], Report]) -> Report:
+        """Run an API call; in a --parallel job rank 0 leads it and the other ranks mirror its DiT forwards."""
+        if self.parallel is None:
+            return call()
+        from render.mirror import follow, lead
+
+        report: Report = lead(self, call) if self.primary else follow(self)
+        return report
+
     def sampling_extras(self) -> dict[str, Any]:
         """What the engine adds to every render key and manifest: the step cache, when one is set."""
         return {"cache": _describe(self.cache)} if self.cache is not None else {}
@@ -159,6 +187,10 @@ class Engine:
             self.loads["transformer"] += 1
             if self.cache is not None:
                 tr.enable_cache(self.cache)
+            if self.parallel is not None:
+                from render.parallel import enable
+
+                enable(tr, self.parallel, placement)
             return Loaded(tr, device, dtype, placement)
 
         return self._get("render", placement, load)
@@ -219,13 +251,10 @@ class Engine:
         """Prompts -> embeddings, one outcome per item (status done, cached or failed)."""
         from render import pipeline
 
-        return pipeline.encode(
-            self,
-            _items(items),
-            settings or self.settings(),
-            Path(workdir),
-            use_cache,
-            progress or NullProgress(),
+        return self._distributed(
+            lambda: pipeline.encode(
+                self, _items(items), settings or self.settings(), Path(workdir), use_cache, progress or NullProgress()
+            )
         )
 
     def render(
@@ -241,14 +270,16 @@ class Engine:
         """Embeddings (given, or found by the prompt's content key) -> latents, one outcome per video."""
         from render import pipeline
 
-        return pipeline.render(
-            self,
-            _items(items),
-            settings or self.settings(),
-            Path(workdir),
-            resume,
-            use_cache,
-            progress or NullProgress(),
+        return self._distributed(
+            lambda: pipeline.render(
+                self,
+                _items(items),
+                settings or self.settings(),
+                Path(workdir),
+                resume,
+                use_cache,
+                progress or NullProgress(),
+            )
         )
 
     def decode(
@@ -262,8 +293,10 @@ class Engine:
         """Latents -> videos with their manifests, one outcome per item."""
         from render import pipeline
 
-        return pipeline.decode(
-            self, _items(items), settings or self.settings(), Path(workdir), progress or NullProgress()
+        return self._distributed(
+            lambda: pipeline.decode(
+                self, _items(items), settings or self.settings(), Path(workdir), progress or NullProgress()
+            )
         )
 
     def run(
@@ -275,19 +308,20 @@ class Engine:
         resume: bool = False,
         use_cache: bool = True,
         progress: Progress | None = None,
+        gpus: int | None = None,
+        ray: str | None = None,
     ) -> Report:
-        """Prompts -> videos, stage-major: every encode, then every render, then every decode."""
+        """Prompts -> videos, stage-major: every encode, then every render, then every decode. `gpus`: that many
+        worker processes, one per device, each with its own items (render.workers); `ray`: the batch on a Ray
+        cluster at that address, or "auto" (render.raycluster)."""
         from render import pipeline
 
-        return pipeline.run(
-            self,
-            _items(items),
-            settings or self.settings(),
-            Path(workdir),
-            resume,
-            use_cache,
-            progress or NullProgress(),
-        )
+        args = (_items(items), settings or self.settings(), Path(workdir), resume, use_cache)
+        if gpus is not None or ray is not None:
+            from render.scaleout import run_scaled
+
+            return run_scaled(self, *args, progress or NullProgress(), gpus=gpus, ray=ray)
+        return self._distributed(lambda: pipeline.run(self, *args, progress or NullProgress()))
 
 
 def _items(items: Sequence[ItemLike]) -> list[Item]:

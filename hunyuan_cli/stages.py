@@ -13,6 +13,7 @@ from hunyuan_cli.common import quiet_follower, quiet_libraries, reported_errors
 from hunyuan_cli.console import RichProgress, announce_model
 from hunyuan_cli.options import PromptArgs, PromptsFileOpt, StageOptions, stage_options
 from hunyuan_cli.output import finish, print_report, report_line_errors
+from render.parallel import follower_rank
 
 if TYPE_CHECKING:
     from render.batch import LineError
@@ -118,7 +119,7 @@ def run(prompts: PromptArgs = None, prompts_file: PromptsFileOpt = None, *, opts
 
     def gather() -> _Inputs:
         got = _prompts(prompts, prompts_file)()
-        if opts.rewrite is not None:
+        if opts.rewrite is not None and not follower_rank(opts.parallel):  # rank 0 rewrites; the others mirror
             from hunyuan_cli.rewrite_bridge import rewrite_items
 
             got.items, more_errors, info = rewrite_items(got.items, opts.rewrite, opts.workdir, opts.json_out)

@@ -107,8 +107,7 @@ def join(text: str) -> Group:
     world = int(os.environ["WORLD_SIZE"])
     if world != spec.degree:
         raise UsageError(f"--parallel {text} needs {spec.degree} ranks, torchrun started {world}")
-    if spec.ring > 1:
-        _check_ring_backend(text)
+    _check_backend(text, spec)
     import torch
     import torch.distributed as dist
     from diffusers.models._modeling_parallel import ContextParallelConfig, ParallelConfig
@@ -149,9 +148,17 @@ def _leave(group: Group) -> None:
         pass
 
 
-def _check_ring_backend(text: str) -> None:
+def _check_backend(text: str, spec: ParallelSpec) -> None:
+    """The attention backend (diffusers': DIFFUSERS_ATTN_BACKEND, else native) must split attention for a context
+    parallel job, and for ring also return the log-sum-exp and take HunyuanVideo's mask."""
+    from diffusers.models.attention_dispatch import _AttentionBackendRegistry
+
     backend = os.environ.get("DIFFUSERS_ATTN_BACKEND", "native")
-    if backend not in RING_BACKENDS:
+    if backend not in _AttentionBackendRegistry._supports_context_parallel:
+        raise SettingsError(
+            f"--parallel {text}: diffusers' {backend} attention backend cannot run context parallel"
+        )
+    if spec.ring > 1 and backend not in RING_BACKENDS:
         raise SettingsError(
             f"--parallel {text}: ring attention needs an attention backend that returns the log-sum-exp and "
             f"takes HunyuanVideo's key mask ({', '.join(RING_BACKENDS)}, CUDA; set DIFFUSERS_ATTN_BACKEND); "

@@ -133,7 +133,7 @@ def test_a_bad_input_fails_every_rank_with_one_error(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------- data parallel
 
 
-def test_two_worker_processes_render_each_item_once(tiny_model: Path, tmp_path: Path) -> None:
+def test_two_worker_processes_render_each_item_once(tiny_model: Path, tmp_path: Path, cli: Cli) -> None:
     batch = tmp_path / "b.jsonl"
     lines = [
         {"prompt": PROMPTS[0], "seed": 3},
@@ -142,17 +142,15 @@ def test_two_worker_processes_render_each_item_once(tiny_model: Path, tmp_path: 
     ]
     batch.write_text("".join(json.dumps(x) + "\n" for x in lines))
     args = ["run", "--prompts", batch, "--model", tiny_model, *SMALL_ARGS, "--device", "cpu", "--json"]
-    one = hyv_proc(*args, "--workdir", tmp_path / "one", env={"HYV_CACHE_DIR": str(tmp_path / "c1")})
-    two = hyv_proc(
-        *args, "--workdir", tmp_path / "two", "--gpus", "2", env={"HYV_CACHE_DIR": str(tmp_path / "c2")}
-    )
-    assert one.returncode == two.returncode == 0, two.stderr
+    two = cli(*args, "--workdir", tmp_path / "two", "--gpus", "2")  # first: the workers encode (an empty cache)
+    one = cli(*args, "--workdir", tmp_path / "one")
+    assert one.exit_code == two.exit_code == 0, two.output
     a, b = json.loads(one.stdout), json.loads(two.stdout)
     assert [(v["source"], v["seed"]) for v in a["videos"]] == [(v["source"], v["seed"]) for v in b["videos"]]
     assert b["made"] == 4 and b["encodes"] == 3 and all(v["rendered"] for v in b["videos"])
     assert_same_artifacts(tmp_path / "one", tmp_path / "two")
-    r = hyv_proc("run", "--prompts", batch, "--model", tiny_model, "--gpus", "2")
-    assert r.returncode == 2 and "add --device cpu" in r.stderr  # no GPU here
+    r = cli("run", "--prompts", batch, "--model", tiny_model, "--gpus", "2")
+    assert r.exit_code == 2 and "add --device cpu" in r.stderr  # no GPU here
 
 
 # ------------------------------------------------------------------------------------------- Ray

@@ -13,8 +13,9 @@ largest stage; "keep-warm" keeps them for the next call (a server, a notebook re
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -27,8 +28,6 @@ from render.resolve import Flags, resolve_settings
 from render.settings import Placement, Settings
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from render.denoise import DiTInfo
     from render.encode import TextEncoderStage
     from render.loading import TextEncoders
@@ -47,6 +46,22 @@ class Loaded:
     device: Any  # torch.device
     dtype: Any  # torch.dtype
     placement: Placement
+
+
+def _mirrored(method: Callable[..., Report]) -> Callable[..., Report]:
+    """An API call that, in a --parallel job, rank 0 leads and the other ranks mirror (render.mirror): they run
+    its DiT forwards and return its report or raise its error."""
+
+    @functools.wraps(method)
+    def call(self: Engine, *args: Any, **kwargs: Any) -> Report:
+        if self.parallel is None:
+            return method(self, *args, **kwargs)
+        from render.mirror import follow, lead
+
+        report: Report = lead(self, lambda: method(self, *args, **kwargs)) if self.primary else follow(self)
+        return report
+
+    return call
 
 
 class Engine:
@@ -81,7 +96,7 @@ class Engine:
         self.parallel: Group | None = None
         if parallel is not None:
             if cache is not None:
-                raise SettingsError("a step cache and --parallel do not go together: ranks would skip differently")
+                raise SettingsError("a step cache and --parallel do not go together (ranks would skip apart)")
             from render.parallel import join
 
             self.parallel = join(parallel)  # collective: joins torchrun's process group
@@ -142,15 +157,6 @@ class Engine:
     def dit_dtype_name(placement: Placement) -> str:
         _, dtype = resolve_placement(placement, "render")
         return str(dtype).removeprefix("torch.")
-
-    def _distributed(self, call: Callable[[], Report]) -> Report:
-        """Run an API call; in a --parallel job rank 0 leads it and the other ranks mirror its DiT forwards."""
-        if self.parallel is None:
-            return call()
-        from render.mirror import follow, lead
-
-        report: Report = lead(self, call) if self.primary else follow(self)
-        return report
 
     def sampling_extras(self) -> dict[str, Any]:
         """What the engine adds to every render key and manifest: the step cache, when one is set."""
@@ -239,6 +245,7 @@ class Engine:
 
     # ------------------------------------------------------------------ the orchestration API
 
+    @_mirrored
     def encode(
         self,
         items: Sequence[ItemLike],
@@ -251,12 +258,16 @@ class Engine:
         """Prompts -> embeddings, one outcome per item (status done, cached or failed)."""
         from render import pipeline
 
-        return self._distributed(
-            lambda: pipeline.encode(
-                self, _items(items), settings or self.settings(), Path(workdir), use_cache, progress or NullProgress()
-            )
+        return pipeline.encode(
+            self,
+            _items(items),
+            settings or self.settings(),
+            Path(workdir),
+            use_cache,
+            progress or NullProgress(),
         )
 
+    @_mirrored
     def render(
         self,
         items: Sequence[ItemLike],
@@ -270,18 +281,17 @@ class Engine:
         """Embeddings (given, or found by the prompt's content key) -> latents, one outcome per video."""
         from render import pipeline
 
-        return self._distributed(
-            lambda: pipeline.render(
-                self,
-                _items(items),
-                settings or self.settings(),
-                Path(workdir),
-                resume,
-                use_cache,
-                progress or NullProgress(),
-            )
+        return pipeline.render(
+            self,
+            _items(items),
+            settings or self.settings(),
+            Path(workdir),
+            resume,
+            use_cache,
+            progress or NullProgress(),
         )
 
+    @_mirrored
     def decode(
         self,
         items: Sequence[ItemLike],
@@ -293,12 +303,11 @@ class Engine:
         """Latents -> videos with their manifests, one outcome per item."""
         from render import pipeline
 
-        return self._distributed(
-            lambda: pipeline.decode(
-                self, _items(items), settings or self.settings(), Path(workdir), progress or NullProgress()
-            )
+        return pipeline.decode(
+            self, _items(items), settings or self.settings(), Path(workdir), progress or NullProgress()
         )
 
+    @_mirrored
     def run(
         self,
         items: Sequence[ItemLike],
@@ -316,12 +325,21 @@ class Engine:
         cluster at that address, or "auto" (render.raycluster)."""
         from render import pipeline
 
-        args = (_items(items), settings or self.settings(), Path(workdir), resume, use_cache)
         if gpus is not None or ray is not None:
             from render.scaleout import run_scaled
 
+            args = (_items(items), settings or self.settings(), Path(workdir), resume, use_cache)
             return run_scaled(self, *args, progress or NullProgress(), gpus=gpus, ray=ray)
-        return self._distributed(lambda: pipeline.run(self, *args, progress or NullProgress()))
+
+        return pipeline.run(
+            self,
+            _items(items),
+            settings or self.settings(),
+            Path(workdir),
+            resume,
+            use_cache,
+            progress or NullProgress(),
+        )
 
 
 def _items(items: Sequence[ItemLike]) -> list[Item]:

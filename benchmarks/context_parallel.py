@@ -7,9 +7,10 @@ One prompt is encoded once; then, in turn, `torchrun --nproc_per_node=1` renders
 thread, and `torchrun --nproc_per_node=2 ... --parallel ulysses:2` with --cores/2 threads per rank (the same cores
 as the first). The 1-thread run tells apart what the split costs from what threads cost on a shared machine (on
 busy cores, OpenMP threads that wait for each other lose far more than one thread does).
-Each render's steps are timed on rank 0 (the interval between step callbacks; the first step, which includes
-warm-up, is dropped); the figure is the median over every timed step of every repetition, and the ratio is
-taken within one session. Output: a table and bench-out/context_parallel.json.
+Every rank times the interval between the DiT's forwards (one a step) in wall time and in its process's CPU time;
+the first interval (warm-up) is dropped. The figures are medians over every timed step of every repetition: rank
+0's wall time (the step time a user sees) and the CPU seconds of all ranks together (the work done, which other
+jobs on the machine disturb less than the wall time). Output: a table and bench-out/context_parallel.json.
 """
 
 from __future__ import annotations
@@ -29,31 +30,9 @@ REPO = Path(__file__).resolve().parents[1]
 PROMPT = "A cat walks on the grass, realistic style."
 
 
-class StepClock:
-    """A Progress that records when each denoising step ends."""
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-        self.warnings: list[str] = []
-
-    def stage(self, name: str, total: int) -> None:
-        pass
-
-    def item(self, status: str, label: str) -> None:
-        pass
-
-    def steps(self, total: int, label: str) -> None:
-        self.times = [time.perf_counter()]
-
-    def step(self, n: int = 1) -> None:
-        self.times.append(time.perf_counter())
-
-    def warn(self, message: str) -> None:
-        self.warnings.append(message)
-
-
 def worker(args: argparse.Namespace) -> None:
-    """Under torchrun: render once, print rank 0's step times as JSON."""
+    """Under torchrun: load the DiT, time every forward (wall and this process's CPU time), render once, and print
+    this rank's intervals between forwards as JSON (rank 0's are the step times)."""
     from render.engine import Engine
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -61,15 +40,21 @@ def worker(args: argparse.Namespace) -> None:
     settings = engine.settings(
         frames=args.frames, height=args.height, width=args.width, steps=args.steps, device="cpu"
     )
-    clock = StepClock()
-    report = engine.render([Path(args.embeddings)], settings, workdir=args.workdir, progress=clock)
-    if engine.primary:
-        assert report.outcomes[0].status == "done", report.outcomes[0].error
-        steps = [b - a for a, b in zip(clock.times, clock.times[1:], strict=False)]
-        print(json.dumps({"steps": steps[1:]}))
+    marks: list[tuple[float, float]] = []
+    dit = engine.transformer(settings.render.placement)  # the render below finds it loaded, on every rank
+    dit.module.register_forward_pre_hook(lambda *_: marks.append((time.perf_counter(), time.process_time())))
+    report = engine.render([Path(args.embeddings)], settings, workdir=args.workdir)
+    assert report.outcomes[0].status == "done", report.outcomes[0].error
+    wall = [b[0] - a[0] for a, b in zip(marks, marks[1:], strict=False)]
+    cpu = [b[1] - a[1] for a, b in zip(marks, marks[1:], strict=False)]
+    rank = engine.parallel.rank if engine.parallel else 0
+    print(json.dumps({"rank": rank, "wall": wall[1:], "cpu": cpu[1:]}), flush=True)
 
 
-def run(ranks: int, threads: int, args: argparse.Namespace, embeddings: Path, work: Path) -> list[float]:
+def run(
+    ranks: int, threads: int, args: argparse.Namespace, embeddings: Path, work: Path
+) -> tuple[list[float], list[float]]:
+    """(rank 0's step times, the CPU seconds of every rank together in each step)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "GLOO_SOCKET_IFNAME": "lo", "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}"]
     cmd += [__file__, "worker", "--model", str(args.model), "--embeddings", str(embeddings)]
@@ -78,8 +63,10 @@ def run(ranks: int, threads: int, args: argparse.Namespace, embeddings: Path, wo
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
     if p.returncode != 0:
         raise RuntimeError(p.stderr[-3000:])
-    steps: list[float] = json.loads(p.stdout.strip().splitlines()[-1])["steps"]
-    return steps
+    found = [json.loads(line) for line in p.stdout.splitlines() if line.startswith('{"rank"')]
+    by_rank = {f["rank"]: f for f in found}
+    cpu = [sum(vals) for vals in zip(*(f["cpu"] for f in found), strict=True)]
+    return by_rank[0]["wall"], cpu
 
 
 def main() -> None:
@@ -104,48 +91,45 @@ def main() -> None:
     from render.tiny import init_tiny
 
     args.model = init_tiny(root / "model", preset=args.preset, seed=0)
-    enc = Engine(args.model).encode([PROMPT], workdir=root / "enc", progress=None)
-    embeddings = enc.outcomes[0].embeddings
+    embeddings = Engine(args.model).encode([PROMPT], workdir=root / "enc").outcomes[0].embeddings
     assert embeddings is not None
+    half = max(1, args.cores // 2)
     configs = {
         f"1 rank, {args.cores} threads": (1, args.cores),
         "1 rank, 1 thread": (1, 1),
-        f"2 ranks (ulysses:2), {max(1, args.cores // 2)} thread each": (2, max(1, args.cores // 2)),
+        f"2 ranks (ulysses:2), {half} thread each": (2, half),
     }
-    times: dict[str, list[float]] = {name: [] for name in configs}
+    wall: dict[str, list[float]] = {name: [] for name in configs}
+    cpu: dict[str, list[float]] = {name: [] for name in configs}
     rounds: list[
         dict[str, float]
-    ] = []  # per repetition: each configuration's median step and the load before it
+    ] = []  # each repetition: every configuration's median step, the load before it
     for rep in range(args.reps):  # in turn, so that other load on the machine hits every configuration alike
         this: dict[str, float] = {}
         for name, (ranks, threads) in configs.items():
-            this[f"load before {name}"] = os.getloadavg()[0]
-            steps = run(ranks, threads, args, embeddings, root / f"w{ranks}-{threads}-{rep}")
-            times[name] += steps
-            this[name] = statistics.median(steps)
+            this[f"load {name}"] = os.getloadavg()[0]
+            w, c = run(ranks, threads, args, embeddings, root / f"w{ranks}-{threads}-{rep}")
+            wall[name] += w
+            cpu[name] += c
+            this[name] = statistics.median(w)
         rounds.append(this)
-    med = {name: statistics.median(t) for name, t in times.items()}
-    first, _, split = list(configs)
-    ratios = [r[split] / r[first] for r in rounds]
-    load = [v for r in rounds for k, v in r.items() if k.startswith("load")]
     result: dict[str, Any] = {
         "preset": args.preset,
         "shape": [args.frames, args.height, args.width],
         "cores": args.cores,
-        "step_seconds_median": med,
-        "load_average_1min": {"min": min(load), "max": max(load)},
+        "step_seconds_median": {n: statistics.median(t) for n, t in wall.items()},
+        "cpu_seconds_per_step_all_ranks_median": {n: statistics.median(t) for n, t in cpu.items()},
         "rounds": rounds,
-        "ratio_split_over_threads_per_round": ratios,
-        "all_steps": times,
+        "all_steps": wall,
+        "all_cpu": cpu,
     }
-    for name, m in med.items():
-        print(f"{name:40}{m:>9.3f} s a step (median of {len(times[name])})")
-    print(
-        f"load average (1 min) during the runs: {min(load):.1f} to {max(load):.1f} on {os.cpu_count()} cores"
-    )
-    for r, ratio in zip(rounds, ratios, strict=True):
-        cells = "  ".join(f"{k.removeprefix('load before ')[:14]}={v:.2f}" for k, v in r.items())
-        print(f"round: {cells}  -> 2 ranks / 1 rank {args.cores} threads = {ratio:.2f}")
+    for name in configs:
+        m, c = result["step_seconds_median"][name], result["cpu_seconds_per_step_all_ranks_median"][name]
+        print(f"{name:40}{m:>8.3f} s a step, {c:6.3f} CPU-s a step (medians of {len(wall[name])})")
+    for n, r in enumerate(rounds, start=1):
+        print(
+            f"round {n}: " + ", ".join(f"{r[name]:.2f} s (load {r['load ' + name]:.1f})" for name in configs)
+        )
     out = REPO / "bench-out"
     out.mkdir(exist_ok=True)
     (out / "context_parallel.json").write_text(json.dumps(result, indent=2))

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from render.errors import UsageError
+from render.errors import HyvError, RuntimeFailure, UsageError
 from render.items import Item, Outcome, Report
 from render.progress import Progress
 from render.relay import Collector
@@ -126,7 +126,7 @@ class _Batch:
         refs = [task.remote(self.ctx, [self.items[i] for i in share]) for share in shares]
         self.progress.stage("encode", len(self.items))
         failed: set[int] = set()
-        for share, (report, events) in zip(shares, ray.get(refs), strict=True):
+        for share, (report, events) in zip(shares, _get(ray, refs), strict=True):
             self._replay(events)
             merged.report.encodes += report.encodes
             merged.report.cache_hits += report.cache_hits
@@ -212,6 +212,18 @@ class _Batch:
                 self.progress.item(*rest)
             elif kind == "warn":
                 self.progress.warn(rest[0])
+
+
+def _get(ray: Any, refs: list[Any]) -> list[Any]:
+    """The tasks' results; an error inside hyv is raised as hyv's own (bad input: exit 2), others as a failure."""
+    from ray.exceptions import RayTaskError
+
+    try:
+        return list(ray.get(refs))
+    except RayTaskError as exc:
+        if isinstance(exc.cause, HyvError):
+            raise exc.cause from None
+        raise RuntimeFailure(str(exc).splitlines()[0]) from None
 
 
 def _failed(item: Item, message: str) -> Report:

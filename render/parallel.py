@@ -24,7 +24,9 @@ diffusers' `ulysses_anything` mode (uneven shares).
 
 Ring attention needs an attention backend that returns the log-sum-exp: diffusers' native backend, the only one
 on a CPU, does not, and of those that do only `_native_cudnn` (CUDA) takes the mask HunyuanVideo's forward always
-passes. `ring_anything` refuses any mask, so ring needs even shares of video and trimmed text tokens.
+passes. `ring_anything` refuses any mask, so ring needs even shares of video and trimmed text tokens. `ulysses:A,ring:B`
+is refused: diffusers' unified attention hands the mask, still at its local length, to ring attention over keys
+the all-to-all has made A times longer (read from diffusers 0.42's source; no GPU was at hand to run ring here).
 """
 
 from __future__ import annotations
@@ -157,6 +159,11 @@ def _check_backend(text: str, spec: ParallelSpec) -> None:
     if backend not in _AttentionBackendRegistry._supports_context_parallel:
         raise SettingsError(
             f"--parallel {text}: diffusers' {backend} attention backend cannot run context parallel"
+        )
+    if spec.ring > 1 and spec.ulysses > 1:
+        raise SettingsError(
+            f"--parallel {text}: diffusers' unified Ulysses+ring attention passes the key mask on at its local length "
+            "after the all-to-all has gathered the keys, and HunyuanVideo's forward always passes one; use ulysses:N"
         )
     if spec.ring > 1 and backend not in RING_BACKENDS:
         raise SettingsError(

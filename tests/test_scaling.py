@@ -103,6 +103,9 @@ def test_parallel_needs_torchrun_and_ring_needs_a_backend(
         monkeypatch.setenv(k, v)
     r = cli("render", "x.safetensors", "--model", tiny_model, "--parallel", "ring:2")
     assert r.exit_code == 2 and "log-sum-exp" in r.stderr and "use ulysses:N" in r.stderr
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    r = cli("render", "x.safetensors", "--model", tiny_model, "--parallel", "ulysses:2,ring:2")
+    assert r.exit_code == 2 and "unified" in r.stderr
 
 
 def test_two_ranks_render_what_one_rank_renders(tiny_model: Path, tmp_path: Path, cli: Cli) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -87,6 +88,13 @@ def main() -> None:
     if args.mode == "worker":
         return worker(args)
     root = Path(tempfile.mkdtemp(prefix="hyv-cp-bench-"))
+    try:
+        bench(args, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)  # a medium model and its renders: ~0.6 GB
+
+
+def bench(args: argparse.Namespace, root: Path) -> None:
     os.environ["HYV_CACHE_DIR"] = str(root / "cache")
     from render.engine import Engine
     from render.tiny import init_tiny

@@ -9,7 +9,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -112,6 +112,19 @@ def _quiet_library_logs() -> None:
         ("TOKENIZERS_PARALLELISM", "false"),
     ):
         os.environ.setdefault(var, value)
+
+
+@contextmanager
+def quiet_follower(parallel: str | None) -> Iterator[None]:
+    """On a torchrun rank > 0 of a --parallel job, send stdout and stderr to /dev/null (rank 0 prints the job's
+    output and its errors; an error only this rank sees goes to the real stderr, render.mirror)."""
+    from render.parallel import follower_rank
+
+    if not follower_rank(parallel):
+        yield
+        return
+    with open(os.devnull, "w") as null, redirect_stdout(null), redirect_stderr(null):
+        yield
 
 
 def emit_json(obj: dict[str, Any]) -> None:

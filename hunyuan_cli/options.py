@@ -44,6 +44,7 @@ _PANELS = {
 }
 _PANELS |= {"decode": "Output", "placement": "Placement"}
 _PANELS |= {"weights": "Weights", "dryrun": "Options", "plan": "Options"}
+_PANELS |= {"parallel": "Scaling", "scale": "Scaling"}
 
 
 def optional(typ: Any, *names: str, help: str, **kw: Any) -> Any:
@@ -114,13 +115,21 @@ OPTIONS: dict[str, tuple[str, Any]] = {
     "lora": _opt("weights", list[str], "--lora", help="A LoRA for the DiT (repeatable).", metavar="FILE[:SCALE]"),
     "dry_run": _opt("dryrun", bool, "--dry-run", help="Print the memory plan and exit (nothing loads)."),
     "memory": _opt("plan", str, "--memory", help="Free device memory to plan for, e.g. 24GB [default: free]."),
+    # scaling out (docs/scaling.md)
+    "parallel": _opt("parallel", str, "--parallel", help="One video over torchrun's ranks: ulysses:N, ring:N or "
+                     "ulysses:A,ring:B (torchrun --nproc_per_node=N -m hunyuan_cli ...)."),
+    "gpus": _opt("scale", int, "--gpus", help="N worker processes, one per GPU (cuda:0..N-1; with --device cpu, "
+                 "N CPU workers), each with its own items."),
+    "ray": _opt("scale", str, "--ray", help="Run the batch on a Ray cluster: its address, or auto "
+                "(pip install 'hyv[ray]')."),
 }
 # fmt: on
 GROUPS = {
     "encode": ("target", "cache", "frames", "encode", "placement"),
-    "render": ("target", "cache", "resume", "frames", "render", "encode", "placement"),
+    "render": ("target", "cache", "resume", "frames", "render", "encode", "placement", "parallel"),
     "decode": ("target", "output", "decode", "placement"),
-    "run": ("target", "output", "cache", "resume", "rewrite", "frames", "render", "encode", "decode", "placement"),
+    "run": ("target", "output", "cache", "resume", "rewrite", "frames", "render", "encode", "decode", "placement",
+            "parallel", "scale"),
     "plan": ("target", "frames", "render", "encode", "decode", "placement", "weights", "plan"),
 }
 GROUPS["render"] += ("weights",)
@@ -151,6 +160,9 @@ class StageOptions:
     loras: tuple[str, ...] = ()  # FILE[:SCALE] as typed
     dry_run: bool = False
     memory: str | None = None  # hyv plan --memory
+    parallel: str | None = None  # --parallel: context parallel under torchrun
+    gpus: int | None = None  # --gpus: local worker processes
+    ray: str | None = None  # --ray: a Ray cluster's address
 
     def variant(self) -> DiTVariant:
         """The DiT's weight variant (LoRA files checked here, inside the command's error reporting)."""
@@ -177,10 +189,13 @@ def _build(**given: Any) -> StageOptions:
         loras=tuple(weights["lora"] or ()),
         dry_run=bool(given.get("dry_run")),
         memory=given.get("memory"),
+        parallel=given.get("parallel"),
+        gpus=given.get("gpus"),
+        ray=given.get("ray"),
     )
 
 
-_OWN_GROUPS = ("target", "cache", "resume", "rewrite", "output", "weights", "dryrun", "plan")
+_OWN_GROUPS = ("target", "cache", "resume", "rewrite", "output", "weights", "dryrun", "plan", "parallel", "scale")
 
 
 def stage_options(command: str) -> Callable[[F], F]:

@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from hunyuan_cli.common import quiet_libraries, reported_errors
+from hunyuan_cli.common import quiet_follower, quiet_libraries, reported_errors
 from hunyuan_cli.console import announce_model, err_console
 from hunyuan_cli.options import PromptArgs, PromptsFileOpt, StageOptions, stage_options
 from hunyuan_cli.output import finish, print_report, report_line_errors
 from hunyuan_cli.progress import make_progress
+from render.parallel import follower_rank
 
 if TYPE_CHECKING:
     from render.batch import LineError
@@ -29,12 +30,13 @@ class _Inputs:
 
 def _execute(command: str, opts: StageOptions, inputs: Callable[[], _Inputs], **call: Any) -> None:
     """Resolve the settings (bad ones are reported before anything heavy), gather the inputs, call the engine's
-    `command` with a progress display, print what it made and exit with the batch's code."""
-    with reported_errors():
+    `command` with a progress display, print what it made and exit with the batch's code. The ranks > 0 of a
+    --parallel job print nothing: rank 0 reports for the job."""
+    with quiet_follower(opts.parallel), reported_errors():
         from render.engine import Engine
         from render.errors import UsageError
 
-        engine = Engine(opts.model, variant=opts.variant())
+        engine = Engine(opts.model, variant=opts.variant(), parallel=opts.parallel)
         settings = engine.settings(opts.flags)
         if opts.dry_run:
             from hunyuan_cli.plan_cmd import show_plan
@@ -128,11 +130,12 @@ def run(prompts: PromptArgs = None, prompts_file: PromptsFileOpt = None, *, opts
 
     def gather() -> _Inputs:
         got = _prompts(prompts, prompts_file)()
-        if opts.rewrite is not None:
+        if opts.rewrite is not None and not follower_rank(opts.parallel):  # rank 0 rewrites; the others mirror
             from hunyuan_cli.rewrite_bridge import rewrite_items
 
             got.items, more_errors, info = rewrite_items(got.items, opts.rewrite, opts.workdir, opts.json_out)
             got.line_errors, got.extra = got.line_errors + more_errors, {"rewrite": info}
         return got
 
-    _execute("run", opts, gather, resume=opts.resume, use_cache=opts.use_cache)
+    scale = {"gpus": opts.gpus, "ray": opts.ray} if opts.gpus is not None or opts.ray is not None else {}
+    _execute("run", opts, gather, resume=opts.resume, use_cache=opts.use_cache, **scale)

@@ -13,15 +13,16 @@ largest stage; "keep-warm" keeps them for the next call (a server, a notebook re
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from render.errors import SettingsError
 from render.items import Item, Report
 from render.loading import ModelRef, check_components, check_devices, resolve_model, resolve_placement
+from render.models import Loaded, Models
 from render.progress import NullProgress, Progress
 from render.resolve import Flags, resolve_settings
 from render.settings import Placement, Settings
@@ -30,7 +31,7 @@ from render.weights.variant import DiTVariant
 if TYPE_CHECKING:
     from render.denoise import DiTInfo
     from render.encode import TextEncoderStage
-    from render.loading import TextEncoders
+    from render.parallel import Group
     from render.plan import Plan
 
 Policy = Literal["free-after-stage", "keep-warm"]
@@ -38,18 +39,23 @@ POLICIES: tuple[str, ...] = ("free-after-stage", "keep-warm")
 ItemLike = Item | str | Path
 
 
-@dataclass
-class Loaded:
-    """A loaded model and where it lives."""
+def _mirrored(method: Callable[..., Report]) -> Callable[..., Report]:
+    """An API call that, in a --parallel job, rank 0 leads and the other ranks mirror (render.mirror): they run
+    its DiT forwards and return its report or raise its error."""
 
-    module: Any
-    device: Any  # torch.device
-    dtype: Any  # torch.dtype
-    placement: Placement
-    hooks: list[Any] = dataclasses.field(default_factory=list)  # model offloading: offload() parks it on the CPU
+    @functools.wraps(method)
+    def call(self: Engine, *args: Any, **kwargs: Any) -> Report:
+        if self.parallel is None:
+            return method(self, *args, **kwargs)
+        from render.mirror import follow, lead
+
+        report: Report = lead(self, lambda: method(self, *args, **kwargs)) if self.primary else follow(self)
+        return report
+
+    return call
 
 
-class Engine:
+class Engine(Models):
     def __init__(
         self,
         model: ModelRef | str | Path | None = None,
@@ -58,11 +64,15 @@ class Engine:
         cache: Any = None,
         attention_kwargs: dict[str, Any] | None = None,
         variant: DiTVariant | None = None,
+        parallel: str | None = None,
     ) -> None:
         """`model`: a directory, a hub id, a ModelRef, or None ($HYV_MODEL, else the bundled demo model).
         `cache`: a diffusers cache config (e.g. `FirstBlockCacheConfig(threshold=0.05)`) applied to the DiT with
         `enable_cache` when it loads; part of every render key. `attention_kwargs` go to every DiT forward.
-        `variant`: the DiT's weights (FP8, a GGUF or original file, LoRAs); part of every render key."""
+        `variant`: the DiT's weights (FP8, a GGUF or original file, LoRAs); part of every render key.
+        `parallel` ("ulysses:N", "ring:N", "ulysses:A,ring:B"): context parallel over the ranks of a torchrun
+        job (render.parallel); every rank makes the same calls, rank 0 does the work and the others mirror its
+        DiT forwards (render.mirror)."""
         if policy not in POLICIES:
             raise SettingsError(f"unknown policy {policy!r}; use {' or '.join(POLICIES)}")
         self.model = model if isinstance(model, ModelRef) else resolve_model(model)
@@ -81,6 +91,18 @@ class Engine:
         self.variant.check()
         self._variant_record: dict[str, Any] | None = None
         self._plan_settings: Settings | None = None  # what --offload auto plans for (the last call's settings)
+        self.parallel: Group | None = None
+        if parallel is not None:
+            if cache is not None:
+                raise SettingsError("a step cache and --parallel do not go together (ranks would skip apart)")
+            from render.parallel import join
+
+            self.parallel = join(parallel)  # collective: joins torchrun's process group
+
+    @property
+    def primary(self) -> bool:
+        """Whether this process reports and writes: always, but for the ranks > 0 of a --parallel job."""
+        return self.parallel is None or self.parallel.rank == 0
 
     # ------------------------------------------------------------------ settings and model facts
 
@@ -163,96 +185,9 @@ class Engine:
         plan = self.plan(self._plan_settings or self.settings(), (stage,))
         return plan.cheapest_fitting(stage, free) or "sequential"
 
-    # ------------------------------------------------------------------ model lifetimes
-
-    def _get(self, stage: str, placement: Placement, load: Any) -> Loaded:
-        held = self._held.get(stage)
-        if held is not None and held.placement == placement:
-            return held
-        self.free(stage)
-        self.require(stage)
-        self._held[stage] = held = load()
-        held.placement = placement
-        return held
-
-    def text_encoders(self, placement: Placement) -> TextEncoders:
-        from render.loading import load_text_encoders
-
-        def load() -> Loaded:
-            enc = load_text_encoders(self.model, placement, self.offload_mode("encode", placement))
-            self.loads["text_encoders"] += 1
-            return Loaded(enc, enc.device, enc.dtype, placement, enc.hooks)
-
-        module: TextEncoders = self._get("encode", placement, load).module
-        return module
-
-    def transformer(self, placement: Placement) -> Loaded:
-        from render.loading import load_transformer
-
-        def load() -> Loaded:
-            mode = self.offload_mode("render", placement)
-            tr, device, dtype, hook = load_transformer(self.model, placement, self.variant, mode)
-            self.loads["transformer"] += 1
-            if self.cache is not None:
-                tr.enable_cache(self.cache)
-            return Loaded(tr, device, dtype, placement, [hook] if hook is not None else [])
-
-        return self._get("render", placement, load)
-
-    def vae(self, placement: Placement, *, tiling: bool) -> Loaded:
-        from render.loading import load_vae
-
-        def load() -> Loaded:
-            mode = self.offload_mode("decode", placement)
-            # The VAE always loads whole (small weights, large activations): group/sequential mean model for it.
-            vae, device, dtype = load_vae(self.model, placement, "model" if mode in ("group", "sequential") else mode)
-            self.loads["vae"] += 1
-            return Loaded(vae, device, dtype, placement)
-
-        held = self._get("decode", placement, load)
-        if tiling != held.module.use_tiling:  # tiling acts only on videos larger than one tile
-            held.module.enable_tiling() if tiling else held.module.disable_tiling()
-        return held
-
-    def tick(self, step: int, timestep: Any) -> None:
-        """Called by the sampling loop before each step: hooks that follow the timestep read `clock`."""
-        self.clock = float(timestep)
-
-    def scheduler(self, shift: float) -> Any:
-        """A fresh scheduler (it keeps per-render state) with the requested shift."""
-        from render.loading import load_scheduler
-
-        return load_scheduler(self.model, shift)
-
-    def stage_done(self, stage: str) -> None:
-        """The end of a stage: free its models unless the policy keeps them warm (model-offloaded ones then wait in
-        CPU memory)."""
-        if self.policy == "free-after-stage":
-            self.free(stage)
-        elif stage in self._held:
-            for hook in self._held[stage].hooks:
-                hook.offload()
-
-    def free(self, *stages: str) -> None:
-        """Drop the models of these stages (all stages when none is named) and give their memory back."""
-        from render.loading import release_memory
-
-        dropped = [self._held.pop(s) for s in (stages or tuple(self._held)) if s in self._held]
-        if dropped:
-            del dropped
-            release_memory()
-
-    def close(self) -> None:
-        self.free()
-
-    def __enter__(self) -> Engine:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # ------------------------------------------------------------------ the orchestration API
 
+    @_mirrored
     def encode(
         self,
         items: Sequence[ItemLike],
@@ -277,6 +212,7 @@ class Engine:
             progress or NullProgress(),
         )
 
+    @_mirrored
     def render(
         self,
         items: Sequence[ItemLike],
@@ -303,6 +239,7 @@ class Engine:
             progress or NullProgress(),
         )
 
+    @_mirrored
     def decode(
         self,
         items: Sequence[ItemLike],
@@ -321,6 +258,7 @@ class Engine:
             self, _items(items), settings or self.settings(), Path(workdir), progress or NullProgress()
         )
 
+    @_mirrored
     def run(
         self,
         items: Sequence[ItemLike],
@@ -330,10 +268,19 @@ class Engine:
         resume: bool = False,
         use_cache: bool = True,
         progress: Progress | None = None,
+        gpus: int | None = None,
+        ray: str | None = None,
     ) -> Report:
-        """Prompts -> videos, stage-major: every encode, then every render, then every decode."""
+        """Prompts -> videos, stage-major: every encode, then every render, then every decode. `gpus`: that many
+        worker processes, one per device, each with its own items (render.workers); `ray`: the batch on a Ray
+        cluster at that address, or "auto" (render.raycluster)."""
         from render import pipeline
 
+        if gpus is not None or ray is not None:
+            from render.scaleout import run_scaled
+
+            args = (_items(items), settings or self.settings(), Path(workdir), resume, use_cache)
+            return run_scaled(self, *args, progress or NullProgress(), gpus=gpus, ray=ray)
         settings = self._plan_settings = settings or self.settings()  # devices: checked in pipeline.run
 
         return pipeline.run(

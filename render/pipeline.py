@@ -324,3 +324,34 @@ def _negative_jobs(prepared: list[_Prepared]) -> dict[tuple[str, str, EncodeSett
             item = Item(prompt=s.negative_prompt, source="negative prompt", name="negative")
             jobs[key] = EncodeJob(s.negative_prompt, s.frames, p.text, Outcome(item), negative=True)
     return jobs
+
+
+def encode_for_run(
+    engine: Engine, items: list[Item], settings: Settings, workdir: Path, use_cache: bool, progress: Progress
+) -> Report:
+    """The encode stage of `run` alone (a Ray task runs it on its share of a batch, render.raycluster): the items'
+    prompts and the negative prompts of their true CFG, encoded and written as `run` writes them. The report holds
+    the failures as `run` reports them (one outcome per seed), then an outcome per encoded prompt (a negative
+    prompt's item has the source "negative prompt")."""
+    report = Report()
+    prepared: list[_Prepared] = []
+    jobs: list[EncodeJob] = []
+    for item in items:
+        s = _item_settings(item, settings, report)
+        if s is None:
+            continue
+        if item.prompt is None:
+            _failed(item, settings, report, "nothing to run: the item has no prompt")
+            continue
+        prepared.append(_Prepared(item, s, settings.encode, label=item.label))
+        jobs.append(EncodeJob(item.prompt, s.frames, settings.encode, Outcome(item)))
+    negatives = list(_negative_jobs(prepared).values())
+    _encode(engine, jobs + negatives, Workdir(workdir), use_cache, progress, report)
+    for p, job in zip(prepared, jobs, strict=True):
+        if job.out.status == "failed":
+            for s in p.settings.videos():
+                out = Outcome(p.item, seed=s.seed, prompt=p.item.prompt)
+                out.fail(f"encode failed: {job.out.error}")
+                report.outcomes.append(out)
+    report.outcomes += [j.out for j in jobs + negatives if j.out.status != "failed"]
+    return report

@@ -12,5 +12,5 @@ VENV="${HYV_VENV:-.venv}"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 # shellcheck disable=SC2086
 "$VENV/bin/python" -m pip install --quiet "torch==2.13.0" ${HYV_TORCH_PIP_ARGS:-}
-"$VENV/bin/python" -m pip install --quiet -e ".[dev]"
+"$VENV/bin/python" -m pip install --quiet -e ".[dev,ray]"  # ray: the --ray tests start a local cluster
 echo "hyv is installed in $VENV: activate it with  source $VENV/bin/activate"

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from hunyuan_cli import admin, rewrite_cmd, stages
+from hunyuan_cli import admin, rewrite_cmd, serve_cmd, stages
 from hunyuan_cli.common import STATE
 
 app = typer.Typer(
@@ -49,6 +49,7 @@ rewrite_cmd.register(app)
 app.add_typer(admin.models_app, name="models", rich_help_panel="Models and artifacts")
 app.add_typer(admin.cache_app, name="cache", rich_help_panel="Models and artifacts")
 app.command("inspect", rich_help_panel="Models and artifacts")(admin.inspect)
+serve_cmd.register(app)
 
 
 def main() -> None:

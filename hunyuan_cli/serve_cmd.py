@@ -55,7 +55,7 @@ def serve(
         from serve.server import ServeOptions
         from serve.server import serve as run_server
 
-        opts = ServeOptions(host, port, model, Path(workdir or DEFAULT_WORKDIR), token, device, dtype)
+        opts = ServeOptions(host, port, model, Path(workdir or DEFAULT_WORKDIR).resolve(), token, device, dtype)
         quiet_libraries()
 
         def ready(url: str, model_ref: Any) -> None:

@@ -18,10 +18,12 @@ Errors are one JSON object, {"error": "...", "status": N}: 400 bad request, 401 
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import re
 import time
+import traceback
 from http import HTTPStatus
 from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from render.errors import UsageError
-from serve.app import Conflict, NotFound
+from serve.app import Conflict, NotFound, Submitted
 from serve.files import send_file, static_file
 from serve.spec import RequestError
 from serve.store import FINISHED
@@ -81,6 +83,10 @@ class Handler(BaseHTTPRequestHandler):
             self._json({"error": str(exc), "status": exc.status}, exc.status)
         except (BrokenPipeError, ConnectionResetError):
             pass
+        except Exception as exc:  # noqa: BLE001 - a bug: the traceback in the log, one line to the client
+            self.app.log(f"{method} {url.path}: {traceback.format_exc().rstrip()}")
+            with contextlib.suppress(OSError):
+                self._json({"error": f"internal error: {type(exc).__name__}", "status": 500}, 500)
 
     def _route(self, method: str, path: str, query: dict[str, list[str]]) -> None:
         app = self.app
@@ -99,13 +105,13 @@ class Handler(BaseHTTPRequestHandler):
                 return self._json({"jobs": self._jobs()})
             if method == "POST":
                 got = self._call(lambda: app.submit(self._body()))
-                code = HTTPStatus.ACCEPTED if got.created else HTTPStatus.OK
-                return self._json({"job": got.job.public(), "created": got.created}, code)
+                return self._submitted(got)
         m = JOB.match(path)
         if m:
             job_id, action = m.group(1), m.group(2)
             if method == "GET" and action is None:
-                return self._json({"job": self._call(lambda: app.job(job_id)).public()})
+                self._call(lambda: app.job(job_id))
+                return self._json({"job": app.store.snapshot(job_id)})
             if method == "GET" and action == "/events":
                 self._call(lambda: app.job(job_id))
                 return self._stream(
@@ -115,17 +121,20 @@ class Handler(BaseHTTPRequestHandler):
             if (method, action) in (("POST", "/cancel"), ("DELETE", None)):
                 if method == "POST":
                     self._body(allow_empty=True)
-                return self._json({"job": self._call(lambda: app.cancel(job_id)).public()})
+                self._call(lambda: app.cancel(job_id))
+                return self._json({"job": app.store.snapshot(job_id)})
             if method == "POST" and action == "/continue":
                 self._body(allow_empty=True)
-                got = self._call(lambda: app.continue_(job_id))
-                code = HTTPStatus.ACCEPTED if got.created else HTTPStatus.OK
-                return self._json({"job": got.job.public(), "created": got.created}, code)
+                return self._submitted(self._call(lambda: app.continue_(job_id)))
         raise ApiError(HTTPStatus.NOT_FOUND if method == "GET" else HTTPStatus.METHOD_NOT_ALLOWED,
                        f"no {method} {path}; see docs/serve.md")
 
     def _jobs(self) -> list[dict[str, Any]]:
-        return [j.public() for j in reversed(self.app.store.jobs())]
+        return self.app.store.snapshots()
+
+    def _submitted(self, got: Submitted) -> None:
+        code = HTTPStatus.ACCEPTED if got.created else HTTPStatus.OK
+        self._json({"job": self.app.store.snapshot(got.job.id), "created": got.created}, code)
 
     @staticmethod
     def _call(fn: Any) -> Any:
@@ -213,7 +222,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
-        store, version = self.app.store, -1
+        store, version, sent = self.app.store, -1, b""
         while not self.app.worker.stopping.is_set():
             new = store.wait_change(version, KEEPALIVE)
             if new == version:
@@ -222,7 +231,11 @@ class Handler(BaseHTTPRequestHandler):
                 continue
             version = new
             event = snapshot()
-            self.wfile.write(b"data: " + json.dumps(event, default=str).encode() + b"\n\n")
+            data = json.dumps(event, default=str).encode()
+            if data == sent:  # the store changed elsewhere (another job)
+                continue
+            sent = data
+            self.wfile.write(b"data: " + data + b"\n\n")
             self.wfile.flush()
             if last(event):
                 self.wfile.write(b"event: end\ndata: {}\n\n")

@@ -90,9 +90,15 @@ class JobStore:
             return sorted(self._jobs.values(), key=lambda j: j.id)
 
     def snapshot(self, job_id: str) -> dict[str, Any] | None:
+        """A job as the API shows it, taken under the lock (the worker changes jobs meanwhile)."""
         with self._cond:
             job = self._jobs.get(job_id)
             return job.public() if job else None
+
+    def snapshots(self) -> list[dict[str, Any]]:
+        """Every job as the API shows it, newest first."""
+        with self._cond:
+            return [j.public() for j in sorted(self._jobs.values(), key=lambda j: j.id, reverse=True)]
 
     def find(self, key: str, still_there: Callable[[Job], bool]) -> Job | None:
         """A job with this content key that is queued, running, or finished with its videos still there."""

@@ -2,7 +2,7 @@
 
     GET  /                          the page (serve/static)
     GET  /api/status                model, DiT loads, job counts, the model's default settings
-    GET  /api/jobs                  every job, newest first          POST /api/jobs      submit (JSON)
+    GET  /api/jobs[?limit=N]        jobs, newest first (200)         POST /api/jobs      submit (JSON)
     GET  /api/jobs/ID               one job, with per-step progress
     GET  /api/jobs/ID/events        server-sent events: the job at every change, until it finishes
     POST /api/jobs/ID/cancel        cancel (a running job stops at its next step)
@@ -44,6 +44,8 @@ COOKIE = "hyv_token"
 KEEPALIVE = 15.0  # seconds between comments on an idle event stream
 THROTTLE = 0.1  # at most ten events a second on a stream
 JOB = re.compile(r"^/api/jobs/(job-\d+)(/[a-z]+)?$")
+PAGE_JOBS = 50  # jobs in each event of /api/events: every unfinished one, then the newest
+LIST_JOBS = 200  # jobs GET /api/jobs lists unless ?limit=N says otherwise
 
 
 class ApiError(Exception):
@@ -99,10 +101,10 @@ class Handler(BaseHTTPRequestHandler):
         if method == "GET" and path == "/api/videos":
             return self._json({"videos": app.gallery()})
         if method == "GET" and path == "/api/events":
-            return self._stream(lambda: {"status": app.status(), "jobs": self._jobs()}, lambda _: False)
+            return self._stream(lambda: {"status": app.status(), "jobs": self._jobs(PAGE_JOBS)}, lambda _: False)
         if path == "/api/jobs":
             if method == "GET":
-                return self._json({"jobs": self._jobs()})
+                return self._json({"jobs": self._jobs(_limit(query))})
             if method == "POST":
                 got = self._call(lambda: app.submit(self._body()))
                 return self._submitted(got)
@@ -129,8 +131,8 @@ class Handler(BaseHTTPRequestHandler):
         raise ApiError(HTTPStatus.NOT_FOUND if method == "GET" else HTTPStatus.METHOD_NOT_ALLOWED,
                        f"no {method} {path}; see docs/serve.md")
 
-    def _jobs(self) -> list[dict[str, Any]]:
-        return self.app.store.snapshots()
+    def _jobs(self, limit: int | None) -> list[dict[str, Any]]:
+        return self.app.store.snapshots(limit)
 
     def _submitted(self, got: Submitted) -> None:
         code = HTTPStatus.ACCEPTED if got.created else HTTPStatus.OK
@@ -250,6 +252,13 @@ class Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         if not path.startswith(("/static/", "/files/")) and path != "/api/events":
             self.app.log(f"{self.command} {path} {int(code) if str(code).isdigit() else code}")
+
+
+def _limit(query: dict[str, list[str]]) -> int:
+    try:
+        return max(1, int(query.get("limit", [LIST_JOBS])[0]))
+    except ValueError:
+        raise ApiError(HTTPStatus.BAD_REQUEST, "limit must be a positive integer") from None
 
 
 def handler_for(app: App, token: str | None, hosts: frozenset[str] | None) -> type[Handler]:

@@ -30,7 +30,7 @@ def static_file(h: BaseHTTPRequestHandler, name: str) -> None:
 def send_file(h: BaseHTTPRequestHandler, folder: Path, quoted_name: str, cache: str = "no-store") -> None:
     name = unquote(quoted_name)
     path = folder / name
-    if "/" in name or "\\" in name or name.startswith(".") or not path.is_file():
+    if "/" in name or "\\" in name or "\0" in name or name.startswith(".") or not path.is_file():
         return _error(h, HTTPStatus.NOT_FOUND, f"no file {name!r}")
     size = path.stat().st_size
     start, end = 0, size - 1

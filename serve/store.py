@@ -95,10 +95,16 @@ class JobStore:
             job = self._jobs.get(job_id)
             return job.public() if job else None
 
-    def snapshots(self) -> list[dict[str, Any]]:
-        """Every job as the API shows it, newest first."""
+    def snapshots(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Jobs as the API shows them, newest first: every unfinished one, and finished ones up to `limit` jobs in
+        all (None: every job)."""
         with self._cond:
-            return [j.public() for j in sorted(self._jobs.values(), key=lambda j: j.id, reverse=True)]
+            jobs = sorted(self._jobs.values(), key=lambda j: j.id, reverse=True)
+            if limit is not None:
+                room = max(0, limit - sum(1 for j in jobs if j.state not in FINISHED))
+                finished = {j.id for j in [j for j in jobs if j.state in FINISHED][:room]}
+                jobs = [j for j in jobs if j.state not in FINISHED or j.id in finished]
+            return [j.public() for j in jobs]
 
     def find(self, key: str, still_there: Callable[[Job], bool]) -> Job | None:
         """A job with this content key that is queued, running, or finished with its videos still there."""

@@ -164,6 +164,7 @@ class Worker(threading.Thread):
         error = f"{len(errors)} of {len(videos)} video(s) failed: {errors[0]}" if errors else None
         progress = {"stage": state, "fraction": 1.0, "videos": len(videos)}
         self.store.update(job, state=state, videos=videos, error=error, progress=progress)
+        self._specs.pop(job.id, None)
         made = sum(1 for v in videos if v.get("rendered"))
         self.log(f"{job.id} {state}: {len(videos)} video(s), {made} rendered now")
 
@@ -177,6 +178,6 @@ class Worker(threading.Thread):
 
     def url(self, path: Path | None) -> str | None:
         """The /files URL of a file under the work directory's videos/ folder."""
-        if path is None or path.parent.resolve() != (self.workdir / "videos").resolve():
-            return None
+        if path is None or not path.is_file() or path.parent.resolve() != (self.workdir / "videos").resolve():
+            return None  # a folder of PNG frames has no URL (its manifest has)
         return "/files/videos/" + quote(path.name)

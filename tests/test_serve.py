@@ -122,6 +122,8 @@ def test_other_client_errors(server: Server) -> None:
     assert server.request("GET", "/files/videos/..%2Fserve%2Fserver.lock")[0] == 404
     status, payload, _ = server.request("GET", "/api/status", headers={"Host": "evil.example:80"})
     assert status == 403  # a loopback server answers only to its own address (DNS rebinding)
+    assert server.request("GET", "/api/jobs?limit=many")[0] == 400
+    assert len(server.get("/api/jobs?limit=1")["jobs"]) == 1
 
 
 def test_cancel_a_running_and_a_queued_job(server: Server) -> None:
@@ -210,6 +212,18 @@ def test_listening_beyond_loopback_needs_a_token(tmp_path: Path, cli: Cli) -> No
     assert r.exit_code == 2 and "--token" in r.stderr and "hyv serve: http" not in r.stdout
     r = cli("serve", "--host", "0.0.0.0", "--token", "short", "--workdir", tmp_path)
     assert r.exit_code == 2 and "at least 8 characters" in r.stderr and "short" not in r.stderr
+
+
+def test_sigterm_stops_the_running_batch_and_queues_it_again(tmp_path: Path) -> None:
+    s = Server(tmp_path / "w", tmp_path / "cache")
+    job = s.submit({"prompt": "a red triangle moves up on a white background", "steps": 500})
+    end = time.monotonic() + 120
+    while not s.job(job["id"])["progress"].get("step") and time.monotonic() < end:
+        time.sleep(0.05)
+    assert s.stop() == 0  # SIGTERM: a clean stop
+    record = json.loads((tmp_path / "w" / "serve" / "jobs" / f"{job['id']}.json").read_text())
+    assert (record["state"], record["started"]) == ("queued", None)
+    assert "1 queued job(s) run at the next start" in s.log()
 
 
 def test_killed_server_finishes_its_queue_and_renders_nothing_twice(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from render.errors import UsageError
 from render.fsutil import write_text_atomic
 
 STATES = ("queued", "running", "done", "stopped", "failed", "cancelled")
@@ -69,8 +70,11 @@ class JobStore:
         self._cond = threading.Condition(threading.RLock())
         self.version = 0  # bumped at every change; waiters compare it
         self.recovered: list[str] = []  # jobs found running at start: queued again
-        for path in sorted(self.dir.glob("*.json")):
-            job = Job(**json.loads(path.read_text()))
+        for path in sorted(self.dir.glob("job-*.json")):
+            try:
+                job = Job(**json.loads(path.read_text()))
+            except (OSError, ValueError, TypeError) as exc:
+                raise UsageError(f"{path} is not a job file this server can read ({exc}); move it away") from None
             if job.state == "running":
                 job.state, job.restarts = ("cancelled" if job.cancel else "queued"), job.restarts + 1
                 self.recovered.append(job.id)

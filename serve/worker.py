@@ -61,17 +61,27 @@ class Worker(threading.Thread):
 
     def run(self) -> None:
         while not self.stopping.is_set():
-            if not self.store.wait_for_work(timeout=0.5):
-                continue
-            time.sleep(WINDOW)
-            jobs = self.store.take(lambda j: self.spec(j).group(), self.max_videos)
-            if not jobs:
-                continue
-            self.batch = [j.id for j in jobs]
             try:
-                self.run_batch(jobs)
-            finally:
-                self.batch = []
+                if not self.store.wait_for_work(timeout=0.5):
+                    continue
+                time.sleep(WINDOW)
+                jobs = self.store.take(self._group, self.max_videos)
+                if not jobs:
+                    continue
+                self.batch = [j.id for j in jobs]
+                try:
+                    self.run_batch(jobs)
+                finally:
+                    self.batch = []
+            except Exception:  # noqa: BLE001 - a bug must not leave the queue without its worker
+                self.log(f"worker: {traceback.format_exc().rstrip()}")
+                time.sleep(1.0)
+
+    def _group(self, job: Job) -> Any:
+        try:
+            return self.spec(job).group()
+        except HyvError:  # a stored request the model no longer takes: it runs alone, and fails with the reason
+            return ("invalid", job.id)
 
     # ---------------------------------------------------------------------------------------------- one batch
 

@@ -215,13 +215,21 @@ def test_listening_beyond_loopback_needs_a_token(tmp_path: Path, cli: Cli) -> No
 
 
 def test_sigterm_stops_the_running_batch_and_queues_it_again(tmp_path: Path) -> None:
+    # a queued job the model no longer takes (say, written by an older hyv): it fails alone, with the reason
+    jobs = tmp_path / "w" / "serve" / "jobs"
+    jobs.mkdir(parents=True)
+    old = {"id": "job-000001", "key": "job1-x", "request": {"items": [{"prompt": "a"}], "frames": 10},
+           "videos_expected": 1}  # fmt: skip
+    (jobs / "job-000001.json").write_text(json.dumps(old))
     s = Server(tmp_path / "w", tmp_path / "cache")
+    failed = s.wait("job-000001")
+    assert failed["state"] == "failed" and "frames must be 4k+1" in failed["error"]
     job = s.submit({"prompt": "a red triangle moves up on a white background", "steps": 500})
     end = time.monotonic() + 120
     while not s.job(job["id"])["progress"].get("step") and time.monotonic() < end:
         time.sleep(0.05)
     assert s.stop() == 0  # SIGTERM: a clean stop
-    record = json.loads((tmp_path / "w" / "serve" / "jobs" / f"{job['id']}.json").read_text())
+    record = json.loads((jobs / f"{job['id']}.json").read_text())
     assert (record["state"], record["started"]) == ("queued", None)
     assert "1 queued job(s) run at the next start" in s.log()
 

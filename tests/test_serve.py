@@ -37,14 +37,15 @@ def _latents_manifest(video: dict[str, Any]) -> dict[str, Any]:
 
 def test_submit_progress_and_fetch(server: Server) -> None:
     prompt = "a red circle moves up on a black background"
-    status, payload, headers = server.request("POST", "/api/jobs", {"prompt": prompt, "seed": 1})
+    status, payload, headers = server.request("POST", "/api/jobs", {"prompt": prompt, "seed": 1, "steps": 40})
     assert status == 202 and payload["created"] and payload["job"]["state"] == "queued"
     job_id = payload["job"]["id"]
     events = [e["job"] for e in server.events(f"/api/jobs/{job_id}/events")]
     assert events[-1]["state"] == "done" and events[-1]["progress"]["fraction"] == 1.0
-    # per-step progress (events come at most ten a second: 20 steps of ~0.07 s show several)
+    # per-step progress (events come at most ten a second: 40 steps of ~0.06 s are seen mid-way)
     steps = [e["progress"] for e in events if e["progress"].get("stage") == "render" and e["progress"]["steps"]]
-    assert len({p["step"] for p in steps}) >= 2 and all(p["steps"] == 20 and 0 <= p["step"] <= 20 for p in steps)
+    assert all(p["steps"] == 40 and 0 <= p["step"] <= 40 for p in steps)
+    assert any(0 < p["step"] < 40 for p in steps), steps
     fractions = [e["progress"]["fraction"] for e in events]
     assert fractions == sorted(fractions)
     (video,) = server.job(job_id)["videos"]
@@ -56,11 +57,11 @@ def test_submit_progress_and_fetch(server: Server) -> None:
     status, part, headers = server.request("GET", video["video_url"], headers={"Range": "bytes=10-19"})
     assert status == 206 and part == mp4[10:20] and headers["Content-Range"] == f"bytes 10-19/{len(mp4)}"
     manifest = server.get(video["manifest_url"])
-    assert (manifest["prompt"], manifest["seed"], manifest["render"]["sampling"]["steps"]) == (prompt, 1, 20)
+    assert (manifest["prompt"], manifest["seed"], manifest["render"]["sampling"]["steps"]) == (prompt, 1, 40)
 
     (entry,) = [v for v in server.get("/api/videos")["videos"] if v["video_url"] == video["video_url"]]
     assert entry["settings"] == {
-        "prompt": prompt, "seed": 1, "fps": 8, "frames": 17, "height": 64, "width": 64, "steps": 20,
+        "prompt": prompt, "seed": 1, "fps": 8, "frames": 17, "height": 64, "width": 64, "steps": 40,
         "guidance": 6.0, "shift": 5.0, "cfg_scale": 1.0, "text_len": 24,
     }  # fmt: skip
     assert server.get("/api/status")["loads"]["transformer"] == 1

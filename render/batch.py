@@ -110,45 +110,42 @@ def _read_jsonl(path: Path, text: str) -> tuple[list[Item], list[LineError]]:
         except json.JSONDecodeError as exc:
             errors.append(LineError(src, f"not valid JSON ({exc.msg} at column {exc.colno})"))
             continue
-        if not isinstance(rec, dict):
-            errors.append(LineError(src, "expected a JSON object with a `prompt` field"))
-            continue
-        if rec.get("ok") is False:
-            errors.append(
-                LineError(src, f"the rewrite of this item failed: {rec.get('error', 'no reason given')}")
-            )
-            continue
-        prompt = rec.get("prompt")
-        if not isinstance(prompt, str) or not prompt.strip():
-            errors.append(LineError(src, "missing or empty `prompt`"))
-            continue
-        overrides: dict[str, Any] = {}
-        bad = None
-        for key, typ in FIELDS.items():
-            if key in rec and rec[key] is not None:
-                val = rec[key]
-                if typ is int and (isinstance(val, bool) or not isinstance(val, int)):
-                    bad = f"`{key}` must be an integer, got {val!r}"
-                    break
-                if typ is str and not isinstance(val, str):
-                    bad = f"`{key}` must be a string, got {val!r}"
-                    break
-                overrides[key] = val
-        if bad:
-            errors.append(LineError(src, bad))
-            continue
-        original = rec.get("original_prompt")
-        name = overrides.pop("name", None)
-        items.append(
-            Item(
-                prompt=prompt.strip(),
-                source=src,
-                overrides=overrides,
-                name=name,
-                original_prompt=original if isinstance(original, str) else None,
-            )
-        )
+        got = parse_record(rec, src)
+        if isinstance(got, LineError):
+            errors.append(got)
+        else:
+            items.append(got)
     return items, errors
+
+
+def parse_record(rec: Any, src: str) -> Item | LineError:
+    """One .jsonl record (a decoded JSON object: `prompt`, optional `name`, `original_prompt` and per-item
+    settings) as an item, or the reason it is not one. The server reads its requests' items with it too."""
+    if not isinstance(rec, dict):
+        return LineError(src, "expected a JSON object with a `prompt` field")
+    if rec.get("ok") is False:
+        return LineError(src, f"the rewrite of this item failed: {rec.get('error', 'no reason given')}")
+    prompt = rec.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        return LineError(src, "missing or empty `prompt`")
+    overrides: dict[str, Any] = {}
+    for key, typ in FIELDS.items():
+        if key in rec and rec[key] is not None:
+            val = rec[key]
+            if typ is int and (isinstance(val, bool) or not isinstance(val, int)):
+                return LineError(src, f"`{key}` must be an integer, got {val!r}")
+            if typ is str and not isinstance(val, str):
+                return LineError(src, f"`{key}` must be a string, got {val!r}")
+            overrides[key] = val
+    original = rec.get("original_prompt")
+    name = overrides.pop("name", None)
+    return Item(
+        prompt=prompt.strip(),
+        source=src,
+        overrides=overrides,
+        name=name,
+        original_prompt=original if isinstance(original, str) else None,
+    )
 
 
 def _read_csv(path: Path, text: str) -> tuple[list[Item], list[LineError]]:

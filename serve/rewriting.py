@@ -1,0 +1,50 @@
+"""A job's prompt rewriting before it runs (composes the rewrite library, as `hyv run --rewrite` does).
+
+The rewrites go to the JSONL artifact `hyv rewrite` writes (and its cache, so a job run again after a crash gets
+the same prompts and so finds its renders); each item runs with the rewritten prompt and its manifests keep both
+texts. An item whose rewrite failed fails, never silently running with the user's text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from render.items import Item
+
+
+def rewrite_items(
+    items: list[Item], request: dict[str, str], workdir: Path
+) -> tuple[list[Item], list[tuple[Item, str]], dict[str, Any]]:
+    """(items with rewritten prompts, (item, error) for failed rewrites, a summary). Raises the rewrite
+    library's errors when the whole batch fails (server unreachable, model not served)."""
+    from rewrite.api import default_output_path, rewrite_batch, write_jsonl
+    from rewrite.settings import RewriteSettings, make_backend
+
+    model_dir = request.get("model_dir")
+    backend = make_backend(
+        endpoint=request.get("endpoint"),
+        api_model=request.get("api_model"),
+        model_dir=Path(model_dir) if model_dir else None,
+    )
+    report = rewrite_batch(
+        [(it.source, it.prompt or "") for it in items], RewriteSettings(mode=request["mode"]), backend
+    )
+    path = write_jsonl(report, default_output_path(workdir, report))
+    kept: list[Item] = []
+    failed: list[tuple[Item, str]] = []
+    for it, r in zip(items, report.items, strict=True):
+        if r.prompt is None:
+            failed.append((it, f"rewrite failed: {r.error}"))
+        else:
+            kept.append(replace(it, prompt=r.prompt, original_prompt=it.prompt))
+    summary = {
+        "jsonl": str(path),
+        "mode": report.mode,
+        "model": report.model,
+        "rewritten": len(kept),
+        "cached": report.n_cached,
+        "failed": len(failed),
+    }
+    return kept, failed, summary

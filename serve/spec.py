@@ -129,9 +129,11 @@ def _setting(name: str, value: Any) -> Any:
         "float": isinstance(value, (int, float)) and not isinstance(value, bool),
         "str": isinstance(value, str),
         "bool": isinstance(value, bool),
+        "int | str": isinstance(value, (int, str)) and not isinstance(value, bool),  # seed: a number or "random"
     }.get(base, False)
     if not ok:
-        raise RequestError(f"`{name}` must be {'an' if base == 'int' else 'a'} {base}, got {value!r}")
+        kind = base.replace(" | ", " or ")
+        raise RequestError(f"`{name}` must be {'an' if base.startswith('int') else 'a'} {kind}, got {value!r}")
     return float(value) if base == "float" else value
 
 

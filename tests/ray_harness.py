@@ -87,13 +87,19 @@ def _signal(pids: list[int], sig: int) -> None:
 
 def _node_ports() -> list[str]:
     low = random.randrange(20000, 59000, 200)
+
+    def outside() -> int:  # a free port that is not one of the workers' (Ray refuses overlaps)
+        while (port := free_port()) in range(low, low + 200):
+            pass
+        return port
+
     ports = {
-        "--node-manager-port": free_port(),
-        "--object-manager-port": free_port(),
-        "--dashboard-agent-listen-port": free_port(),
-        "--dashboard-agent-grpc-port": free_port(),
-        "--runtime-env-agent-port": free_port(),
-        "--metrics-export-port": free_port(),
+        "--node-manager-port": outside(),
+        "--object-manager-port": outside(),
+        "--dashboard-agent-listen-port": outside(),
+        "--dashboard-agent-grpc-port": outside(),
+        "--runtime-env-agent-port": outside(),
+        "--metrics-export-port": outside(),
         "--min-worker-port": low,
         "--max-worker-port": low + 199,
     }

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from hunyuan_cli import admin, plan_cmd, rewrite_cmd, serve_cmd, stages, weights_admin
+from hunyuan_cli import admin, calibrate_cmd, plan_cmd, rewrite_cmd, serve_cmd, stages, weights_admin
 from hunyuan_cli.common import STATE, run_app
 
 app = typer.Typer(
@@ -52,6 +52,7 @@ app.add_typer(admin.cache_app, name="cache", rich_help_panel="Models and artifac
 app.command("inspect", rich_help_panel="Models and artifacts")(admin.inspect)
 app.command("clean", rich_help_panel="Models and artifacts")(admin.clean)
 app.command("plan", rich_help_panel="Models and artifacts")(plan_cmd.plan)
+app.command("calibrate", rich_help_panel="Models and artifacts")(calibrate_cmd.calibrate)
 serve_cmd.register(app)
 
 

@@ -44,7 +44,7 @@ _PANELS = {
 }
 _PANELS |= {"decode": "Output", "placement": "Placement"}
 _PANELS |= {"weights": "Weights", "dryrun": "Options", "plan": "Options"}
-_PANELS |= {"parallel": "Scaling", "scale": "Scaling"}
+_PANELS |= {"parallel": "Scaling", "scale": "Scaling", "speed": "Speed"}
 
 
 def optional(typ: Any, *names: str, help: str, **kw: Any) -> Any:
@@ -62,6 +62,10 @@ def _opt(group: str, typ: Any, *names: str, help: str, **kw: Any) -> tuple[str, 
 _DTYPES = "auto (GPU: text encoders fp16, DiT bf16, VAE fp16; CPU: fp32), float32, float16, bfloat16"
 _CFG = "True classifier-free guidance: > 1 runs the DiT twice a step, the second time on the negative prompt"
 _W = DEFAULT_WORKDIR
+_CACHE = ("A step cache: none, fbcache[:T], teacache[:T], magcache[:T], taylorseer[:N], fastercache, pab; no T: "
+          "the calibrated or published threshold [default: none].")
+_ATTENTION = ("auto (the fastest installed kernel, padding dropped), masked (diffusers' own), native, flash, "
+              "flash_varlen, sage, sage_varlen, flex [default: auto].")
 _NEG = "--cfg-scale > 1"
 _DEMO = "$HYV_MODEL, else the bundled demo model"
 _OFFLOAD = "Where weights wait: none, model, group (DiT blocks stream), sequential (layers stream) or auto"
@@ -115,6 +119,12 @@ OPTIONS: dict[str, tuple[str, Any]] = {
     "lora": _opt("weights", list[str], "--lora", help="A LoRA for the DiT (repeatable).", metavar="FILE[:SCALE]"),
     "dry_run": _opt("dryrun", bool, "--dry-run", help="Print the memory plan and exit (nothing loads)."),
     "memory": _opt("plan", str, "--memory", help="Free device memory to plan for, e.g. 24GB [default: free]."),
+    # speed (docs/speed.md)
+    "cache": _opt("speed", str, "--cache", help=_CACHE, metavar="KIND[:T]"),
+    "cache_quality": _opt("speed", str, "--cache-quality", help="Take the threshold `hyv calibrate` chose for this "
+                          "PSNR, e.g. 30db [default: 30db when calibrated]."),
+    "attention": _opt("speed", str, "--attention", help=_ATTENTION),
+    "compile": _opt("speed", bool, "--compile", help="torch.compile the DiT's repeated blocks (regional)."),
     # scaling out (docs/scaling.md)
     "parallel": _opt("parallel", str, "--parallel", help="One video over torchrun's ranks: ulysses:N, ring:N or "
                      "ulysses:A,ring:B (torchrun --nproc_per_node=N -m hunyuan_cli ...)."),
@@ -126,11 +136,12 @@ OPTIONS: dict[str, tuple[str, Any]] = {
 # fmt: on
 GROUPS = {
     "encode": ("target", "cache", "frames", "encode", "placement"),
-    "render": ("target", "cache", "resume", "frames", "render", "encode", "placement", "parallel"),
+    "render": ("target", "cache", "resume", "frames", "render", "speed", "encode", "placement", "parallel"),
     "decode": ("target", "output", "decode", "placement"),
-    "run": ("target", "output", "cache", "resume", "rewrite", "frames", "render", "encode", "decode", "placement",
-            "parallel", "scale"),
+    "run": ("target", "output", "cache", "resume", "rewrite", "frames", "render", "speed", "encode", "decode",
+            "placement", "parallel", "scale"),
     "plan": ("target", "frames", "render", "encode", "decode", "placement", "weights", "plan"),
+    "calibrate": ("target", "frames", "render", "encode", "decode", "placement"),
 }
 GROUPS["render"] += ("weights",)
 GROUPS["run"] += ("weights", "dryrun")

@@ -22,6 +22,31 @@ CHOICES = ("auto", "masked", "native", "flash", "flash_varlen", "sage", "sage_va
 _AUTO_CUDA = ("sage", "flash", "_native_cudnn", "native")
 
 
+_NEEDS = {"flash": "flash_attn", "flash_varlen": "flash_attn", "sage": "sageattention", "sage_varlen": "sageattention"}
+_CUDA_ONLY = ("flash", "flash_varlen", "sage", "sage_varlen", "_native_cudnn")
+
+
+def resolve(choice: str, device: str) -> str:
+    """The kernel `choice` means on `device` ("auto": the fastest installed one), checked before anything loads:
+    an unavailable choice is a one-line SettingsError."""
+    import importlib.util
+
+    from render.loading import resolve_placement
+    from render.settings import Placement
+
+    if choice not in CHOICES:
+        raise SettingsError(f"unknown attention {choice!r}; use one of {', '.join(CHOICES)}")
+    dev, _ = resolve_placement(Placement(device=device), "render")
+    installed = [n for n in _AUTO_CUDA if n not in _NEEDS or importlib.util.find_spec(_NEEDS[n]) is not None]
+    if choice == "auto":
+        return installed[0] if dev.type == "cuda" else "native"
+    if choice in _CUDA_ONLY and dev.type != "cuda":
+        raise SettingsError(f"attention {choice} needs a CUDA GPU; on {dev.type} use --attention native")
+    if choice in _NEEDS and importlib.util.find_spec(_NEEDS[choice]) is None:
+        raise SettingsError(f"attention {choice} needs the {_NEEDS[choice]} package; try --attention native")
+    return choice
+
+
 def trim_padding(cond: dict[str, Any], mask_key: str, tokens_key: str) -> dict[str, Any]:
     """Conditioning of one video [1, L, D] / mask [1, L] cut to the tokens the mask keeps (padding is at the end:
     the tokenizer pads on the right)."""
@@ -46,24 +71,19 @@ def mask_free_processor() -> Any:
     return MaskFreeProcessor()
 
 
-def install(transformer: Any, choice: str, device_type: str) -> str:
-    """Set up the DiT's attention for `choice`; returns the backend in use ("masked": diffusers' own path, the
-    padding kept and masked). Unavailable choices are a one-line SettingsError."""
-    if choice not in CHOICES:
-        raise SettingsError(f"unknown attention {choice!r}; use one of {', '.join(CHOICES)}")
-    if choice == "masked":
-        return "masked"
+def install_processors(transformer: Any) -> None:
+    """Give the DiT's attention the processor that drops an all-True mask (done once, when the DiT loads: it
+    changes nothing while the padding is kept, as `--attention masked` does)."""
     for block in [*transformer.transformer_blocks, *transformer.single_transformer_blocks]:
         block.attn.set_processor(mask_free_processor())
-    candidates = (_AUTO_CUDA if device_type == "cuda" else ("native",)) if choice == "auto" else (choice,)
-    problems = []
-    for name in candidates:
-        try:
-            _set_backend(transformer, name)
-            return name
-        except (RuntimeError, ValueError, ImportError) as exc:
-            problems.append(f"{name}: {' '.join(str(exc).split())[:120]}")
-    raise SettingsError(f"attention {choice} is not available here ({'; '.join(problems)}); try --attention native")
+
+
+def set_backend(transformer: Any, name: str) -> None:
+    """Route the DiT's attention to a resolved kernel (`resolve`); "masked" is diffusers' native one."""
+    try:
+        _set_backend(transformer, "native" if name == "masked" else name)
+    except (RuntimeError, ValueError, ImportError) as exc:
+        raise SettingsError(f"attention {name} is not available here ({' '.join(str(exc).split())[:160]})") from None
 
 
 def _set_backend(transformer: Any, name: str) -> None:

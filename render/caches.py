@@ -15,6 +15,7 @@ from typing import Any
 from render.errors import SettingsError
 
 KINDS = ("none", "fbcache", "teacache", "magcache", "taylorseer", "fastercache", "pab")
+DEFAULT_QUALITY = "30db"  # the calibrated threshold used when no --cache-quality is given
 DEFAULT_THRESHOLDS = {"fbcache": 0.05, "teacache": 0.15, "magcache": 0.06, "taylorseer": 5.0}
 
 
@@ -52,12 +53,14 @@ def resolve(spec: CacheSpec, calibration: Mapping[str, Any], quality: str | None
         return spec
     chosen = calibration.get("choices", {}).get(spec.kind, {})
     if quality is not None:
+        quality = f"{float(quality.strip().lower().removesuffix('db')):g}db"
         if quality not in chosen:
             have = ", ".join(sorted(chosen)) or "none: run `hyv calibrate`"
             raise SettingsError(f"no {spec.kind} threshold calibrated for quality {quality} (calibrated: {have})")
         return CacheSpec(spec.kind, float(chosen[quality]))
-    if chosen:
-        return CacheSpec(spec.kind, float(chosen[sorted(chosen)[0]]))
+    if chosen:  # 30 dB when calibrated, else the best quality that was reached
+        best = DEFAULT_QUALITY if DEFAULT_QUALITY in chosen else max(chosen, key=lambda q: float(q[:-2]))
+        return CacheSpec(spec.kind, float(chosen[best]))
     return CacheSpec(spec.kind, DEFAULT_THRESHOLDS.get(spec.kind))
 
 

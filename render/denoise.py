@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from render import speed
 from render.artifacts import is_valid, read_artifact, read_manifest, write_artifact
 from render.errors import (
     ArtifactError,
@@ -214,6 +215,7 @@ def _render_one(
     for final in (out.latents, ckpt, preview):  # this item's lock is held: no other writer is at work
         remove_leftovers(final)
     dit = engine.transformer(s.placement)
+    speed.prepare(engine, dit, s, dit.state)
     scheduler = engine.scheduler(s.shift)
     set_schedule(scheduler, s.steps, dit.device)
     # A checkpoint of this very render (same key) is always continued from: re-running an interrupted command
@@ -226,10 +228,15 @@ def _render_one(
         return
     if latents is not None:
         progress.warn(f"{job.label[:50]!r} (seed {s.seed}): continuing from the checkpoint at step {start}")
-    cond = _conditioning(engine, job.embeddings)
-    uncond = _conditioning(engine, job.neg_embeddings) if job.neg_embeddings and s.negative_prompt else None
+    cond = speed.trim(engine, _conditioning(engine, job.embeddings), s)
+    uncond = None
+    if job.neg_embeddings and s.negative_prompt:
+        uncond = speed.trim(engine, _conditioning(engine, job.neg_embeddings), s)
     if latents is None:
         latents = initial_noise(info.latent_shape(s), s.seed, dit.device)  # [1, C, T, H, W] float32
+    speed_record: dict[str, Any] = {"attention": s.attention, "cache": s.cache, "compile": s.compile}
+    if start and s.cache != "none":  # a step cache's state is not kept in checkpoints
+        speed_record["cache_state"] = f"rebuilt at step {start}: that step was computed in full"
     base = {
         "stage": "render",
         "prompt": p.manifest.get("prompt"),
@@ -245,6 +252,7 @@ def _render_one(
             "text_dim": info.config.get("text_embed_dim"),
         },
         "latent_shape": list(info.latent_shape(s)),
+        "speed": speed_record,
         "device": str(dit.device),
         "versions": versions(),
     }
@@ -272,6 +280,7 @@ def _render_one(
         end=end,
         attention_kwargs=engine.attention_kwargs,
         on_step=on_step,
+        before_step=engine.tick,
     )
     out.rendered = True
     if not bool(torch.isfinite(latents).all()):

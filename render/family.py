@@ -27,6 +27,9 @@ class Family:
     # embeddings artifact tensors -> the DiT's conditioning keyword arguments
     conditioning: Callable[[Mapping[str, Any]], dict[str, Any]]
     embedded_guidance: bool  # the DiT takes `guidance` (x 1000), as a CFG-distilled model does
+    # the conditioning's text tokens and their padding mask (render.attention trims the padding), if it has one
+    tokens_key: str | None = None
+    mask_key: str | None = None
     # weight component -> "library.ClassName" of the module it holds (built on the meta device to check shapes)
     component_classes: Mapping[str, str] = field(default_factory=dict)
 

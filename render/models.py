@@ -29,6 +29,7 @@ class Loaded:
     dtype: Any  # torch.dtype
     placement: Placement
     hooks: list[Any] = dataclasses.field(default_factory=list)  # model offloading: offload() parks it on the CPU
+    state: Any = None  # the DiT's: what speed settings were applied to it (render.speed.DiTState)
 
 
 
@@ -72,19 +73,22 @@ class Models:
         return module
 
     def transformer(self, placement: Placement) -> Loaded:
+        from render.attention import install_processors
         from render.loading import load_transformer
+        from render.speed import DiTState
 
         def load() -> Loaded:
             mode = self.offload_mode("render", placement)
             tr, device, dtype, hook = load_transformer(self.model, placement, self.variant, mode)
             self.loads["transformer"] += 1
+            install_processors(tr)  # before a --parallel plan configures them
             if self.cache is not None:
                 tr.enable_cache(self.cache)
             if self.parallel is not None:
                 from render.parallel import enable
 
                 enable(tr, self.parallel, placement)
-            return Loaded(tr, device, dtype, placement, [hook] if hook is not None else [])
+            return Loaded(tr, device, dtype, placement, [hook] if hook is not None else [], DiTState())
 
         return self._get("render", placement, load)
 

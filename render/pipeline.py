@@ -200,9 +200,12 @@ def _encode(
 
 
 def _check_fits(engine: Engine, prepared: list[_Prepared], settings: Settings) -> None:
-    """Every distinct size is checked against its device before any model loads."""
+    """Every distinct size is checked against its device, and the speed settings against what is installed and
+    calibrated, before any model loads."""
     from render.fits import check_fits
+    from render.speed import concrete
 
+    concrete(engine, settings.render)
     for s in {replace(p.settings, seed=0, num_videos=1, neg_prompt=None) for p in prepared}:
         check_fits(engine, s, settings.encode.text_len)
 
@@ -217,12 +220,19 @@ def _render(
     report: Report,
 ) -> None:
     """One render job per (item, seed); its outcome joins the report in item order."""
+    from render.speed import concrete
+
     jobs: list[RenderJob] = []
     for p in prepared:
         assert p.embeddings is not None
-        for s in p.settings.videos():
-            out = Outcome(p.item, seed=s.seed, embeddings=p.embeddings, key=p.key, cached=p.cached)
+        for v in p.settings.videos():
+            out = Outcome(p.item, seed=v.seed, embeddings=p.embeddings, key=p.key, cached=p.cached)
             report.outcomes.append(out)
+            try:
+                s = concrete(engine, v)  # its cache threshold filled in, its attention resolved
+            except SettingsError as exc:
+                out.fail(str(exc), bad_input=True)
+                continue
             neg = negatives.get(_negative_key(s, p.text)) if s.negative_prompt is not None else None
             if neg is not None and neg.out.status == "failed":
                 out.fail(f"encoding the negative prompt failed: {neg.out.error}")

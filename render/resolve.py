@@ -41,6 +41,10 @@ class Flags:
     neg_prompt: str | None = None
     save_every: int | None = None
     stop_at: int | None = None
+    cache: str | None = None  # a step cache, e.g. teacache:0.15 (render.caches)
+    cache_quality: str | None = None  # e.g. 30db: the calibrated threshold for that quality
+    attention: str | None = None  # auto | masked | native | flash | sage | ... (render.attention)
+    compile: bool | None = None  # regional torch.compile of the DiT's blocks
     # encode
     text_len: int | None = None
     # decode

@@ -21,6 +21,7 @@ from render.fsutil import dumps, write_text_atomic
 from render.hashing import key_of, tree_sha256
 from render.items import Item, Outcome, Report
 from render.settings import RenderSettings, Settings
+from render.speed import calibration
 from render.workdir import Workdir
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ def run_key(engine: Engine, item: Item, s: RenderSettings, settings: Settings) -
             "seed": s.seed,
             "decode": decode,
             "placement": [asdict(settings.encode.placement), asdict(s.placement)],
+            "calibration": key_of("cal", calibration(engine)) if s.cache != "none" else None,
             **engine.sampling_extras(),
         },
     )

@@ -29,6 +29,7 @@ SIZE_PRESETS: dict[str, dict[str, tuple[int, int]]] = {
 }
 ASPECTS = ("16:9", "9:16", "4:3", "3:4", "1:1")
 
+EXACT_ATTENTION = ("auto", "masked", "native", "flash", "flash_varlen", "flex", "_native_cudnn")
 MAX_VIDEOS = 10_000  # videos of one prompt in one run: more is a typo, not a plan
 
 # Settings a .jsonl item may override for itself, with their types (`name`, the file-name label, is an item field).
@@ -40,6 +41,7 @@ ITEM_OVERRIDES: dict[str, type] = {
     "height": int,
     "width": int,
     "steps": int,
+    "cache": str,
 }
 
 
@@ -91,9 +93,21 @@ class RenderSettings:
     neg_prompt: str | None = None  # None with cfg_scale > 1 means DEFAULT_NEG_PROMPT
     save_every: int = 0  # keep a resumable checkpoint every K steps (0: off)
     stop_at: int | None = None  # stop after this many steps of the schedule (a preview), resumable
+    cache: str = "none"  # a step cache: none | fbcache[:T] | teacache[:T] | magcache[:T] | taylorseer[:N] | ...
+    cache_quality: str | None = None  # "30db": the threshold `hyv calibrate` chose for that quality
+    attention: str = "auto"  # the attention kernel (render.attention); "masked": diffusers' own, padding kept
+    compile: bool = False  # torch.compile the DiT's repeated blocks (regional compilation)
     placement: Placement = field(default_factory=Placement)
 
     def check(self) -> None:
+        from render.attention import CHOICES
+        from render.caches import CacheSpec
+
+        CacheSpec.parse(self.cache)
+        if self.cache_quality is not None and not _is_quality(self.cache_quality):
+            raise SettingsError(f"cache-quality is a PSNR in dB such as 30db, got {self.cache_quality!r}")
+        if self.attention not in CHOICES:
+            raise SettingsError(f"unknown attention {self.attention!r}; use one of {', '.join(CHOICES)}")
         if self.frames < 1 or (self.frames - 1) % 4 != 0:
             k = max(0, round((self.frames - 1) / 4))
             raise SettingsError(
@@ -149,9 +163,15 @@ class RenderSettings:
     def sampling_record(self) -> dict[str, Any]:
         """Every setting that changes the latents (the seed is recorded per video)."""
         d = asdict(self)
-        for k in ("placement", "save_every", "seed", "num_videos", "stop_at"):
+        for k in ("placement", "save_every", "seed", "num_videos", "stop_at", "cache_quality", "compile"):
             d.pop(k)
         d["neg_prompt"] = self.negative_prompt
+        # Left out when they change only the float rounding (records stay those of earlier renders); a step
+        # cache (its threshold filled in) and a kernel that computes differently (sage: int8) are in.
+        if d["cache"] == "none":
+            d.pop("cache")
+        if d["attention"] in EXACT_ATTENTION:
+            d.pop("attention")
         return d
 
 
@@ -184,6 +204,12 @@ class Settings:
         self.encode.check()
         self.render.check()
         self.decode.check()
+
+
+def _is_quality(text: str) -> bool:
+    import re
+
+    return re.fullmatch(r"\d+(\.\d+)?db", text.strip().lower()) is not None
 
 
 def size_from_preset(size: str, aspect: str) -> tuple[int, int]:

@@ -57,14 +57,27 @@ def trim_padding(cond: dict[str, Any], mask_key: str, tokens_key: str) -> dict[s
     return {**cond, tokens_key: cond[tokens_key][:, :n], mask_key: mask[:, :n]}
 
 
-def mask_free_processor() -> Any:
-    """HunyuanVideo's attention processor that passes an all-True mask on as no mask at all."""
+class _Padding:
+    """Whether the DiT's current forward has padded text tokens; set once per forward, outside the blocks (a
+    compiled block then reads a Python flag instead of a tensor: no graph break, one guard)."""
+
+    def __init__(self) -> None:
+        self.none = False
+
+    def see(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        mask = kwargs.get("encoder_attention_mask")
+        self.none = mask is not None and bool(mask.all())
+
+
+def mask_free_processor(padding: _Padding) -> Any:
+    """HunyuanVideo's attention processor that runs without a mask when no text token is padding (the mask the
+    DiT builds is then all True)."""
     from diffusers.models.transformers.transformer_hunyuan_video import HunyuanVideoAttnProcessor2_0
 
     class MaskFreeProcessor(HunyuanVideoAttnProcessor2_0):  # type: ignore[misc]
         def __call__(self, attn: Any, hidden_states: Any, encoder_hidden_states: Any = None,
                      attention_mask: Any = None, image_rotary_emb: Any = None) -> Any:  # fmt: skip
-            if attention_mask is not None and bool(attention_mask.all()):
+            if padding.none:
                 attention_mask = None
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
 
@@ -74,8 +87,10 @@ def mask_free_processor() -> Any:
 def install_processors(transformer: Any) -> None:
     """Give the DiT's attention the processor that drops an all-True mask (done once, when the DiT loads: it
     changes nothing while the padding is kept, as `--attention masked` does)."""
+    padding = _Padding()
+    transformer.register_forward_pre_hook(padding.see, with_kwargs=True)
     for block in [*transformer.transformer_blocks, *transformer.single_transformer_blocks]:
-        block.attn.set_processor(mask_free_processor())
+        block.attn.set_processor(mask_free_processor(padding))
 
 
 def set_backend(transformer: Any, name: str) -> None:

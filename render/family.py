@@ -55,6 +55,8 @@ HUNYUAN_VIDEO = Family(
     embedding_tensors=("prompt_embeds", "prompt_attention_mask", "pooled_prompt_embeds"),
     conditioning=_hunyuan_video_conditioning,
     embedded_guidance=True,
+    tokens_key="encoder_hidden_states",
+    mask_key="encoder_attention_mask",
     component_classes=MappingProxyType(
         {
             "transformer": "diffusers.HunyuanVideoTransformer3DModel",

@@ -72,7 +72,7 @@ def prepare(engine: Engine, dit: Loaded, s: RenderSettings, state: DiTState) -> 
             caches.apply(module, config)
         state.cache, state.cache_config = wanted, config
     if s.compile and not state.compiled:
-        module.compile_repeated_blocks(fullgraph=False, dynamic=True)
+        module.compile_repeated_blocks(fullgraph=True, dynamic=True)  # dynamic: prompts differ in length
         state.compiled = True
 
 

@@ -75,7 +75,7 @@ def test_latents_and_frames_equal_diffusers(tiny_model: Path, tmp_path: Path, cl
         kwargs.update(negative_prompt=NEG, true_cfg_scale=cfg)
     ref = pipe(**kwargs, output_type="latent").frames
     assert ours.shape == ref.shape == (1, 4, 3, 4, 4)
-    torch.testing.assert_close(ours, ref, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)  # padding dropped: rounding only
 
     # Decoding: diffusers' frames in [0, 1] against ours, through the same VAE.
     from render.decode import decode_frames
@@ -129,7 +129,7 @@ def test_encode_then_render_with_cfg_equals_run_and_diffusers(
         generator=torch.Generator("cpu").manual_seed(3),
         output_type="latent",
     ).frames
-    torch.testing.assert_close(_latents(whole), ref, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(_latents(whole), ref, rtol=1e-5, atol=1e-5)  # padding dropped: rounding only
 
 
 def test_render_prompt_file_equals_run_prompt_file(tiny_model: Path, tmp_path: Path, cli: Cli) -> None:
@@ -190,7 +190,7 @@ def test_first_block_cache_through_the_engine_equals_diffusers(tiny_model: Path,
         generator=torch.Generator("cpu").manual_seed(1),
         output_type="latent",
     ).frames
-    torch.testing.assert_close(cached, ref, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(cached, ref, rtol=1e-5, atol=1e-5)  # padding dropped: rounding only
 
 
 def test_crop_start_is_measured_not_assumed(tiny_model: Path) -> None:

@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 QUALITIES = (25.0, 30.0, 35.0, 40.0)  # dB
 GRID: dict[str, tuple[float, ...]] = {
     "fbcache": (0.02, 0.05, 0.1, 0.2, 0.3),
-    "teacache": (0.05, 0.1, 0.15, 0.25, 0.4, 0.6),
-    "magcache": (0.02, 0.06, 0.12, 0.24),
+    "teacache": (0.05, 0.1, 0.15, 0.25, 0.3, 0.4, 0.5, 0.6),
+    "magcache": (0.02, 0.06, 0.12, 0.24, 0.4, 0.6),
     "taylorseer": (2.0, 3.0, 5.0),
     "fastercache": (0.0,),
     "pab": (0.0,),
@@ -136,16 +136,23 @@ def calibrate(
 
 
 def choose(table: list[Row]) -> dict[str, dict[str, float]]:
-    """{kind: {"30db": the largest threshold whose mean PSNR reaches 30 dB, ...}} (kinds with a threshold)."""
-    out: dict[str, dict[str, float]] = {}
+    """{kind: {"30db": threshold, ...}}: for each quality, the largest threshold such that it and every smaller
+    one reach that mean PSNR (quality is not monotone in the threshold: a lucky large one is not trusted)."""
+    by_kind: dict[str, list[tuple[float, float]]] = {}
     for row in table:
         spec = CacheSpec.parse(row.cache)
-        if spec.value is None:
-            continue
+        if spec.value is not None:
+            by_kind.setdefault(spec.kind, []).append((spec.value, row.psnr_db))
+    out: dict[str, dict[str, float]] = {}
+    for kind, rows in by_kind.items():
         for q in QUALITIES:
-            key = f"{q:g}db"
-            if row.psnr_db >= q and spec.value > out.get(spec.kind, {}).get(key, -1.0):
-                out.setdefault(spec.kind, {})[key] = spec.value
+            best = None
+            for value, db in sorted(rows):
+                if db < q:
+                    break
+                best = value
+            if best is not None:
+                out.setdefault(kind, {})[f"{q:g}db"] = best
     return out
 
 

@@ -187,6 +187,14 @@ class Engine(Models):
 
     # ------------------------------------------------------------------ the orchestration API
 
+    def _call_settings(self, settings: Settings | None, *stages: str) -> Settings:
+        """A call's settings (the model's defaults when none are given), remembered for --offload auto, with the
+        devices of `stages` checked."""
+        s = self._plan_settings = settings or self.settings()
+        if stages:
+            check_devices(s, *stages)
+        return s
+
     @_mirrored
     def encode(
         self,
@@ -200,17 +208,8 @@ class Engine(Models):
         """Prompts -> embeddings, one outcome per item (status done, cached or failed)."""
         from render import pipeline
 
-        settings = self._plan_settings = settings or self.settings()
-        check_devices(settings, "encode")
-
-        return pipeline.encode(
-            self,
-            _items(items),
-            settings or self.settings(),
-            Path(workdir),
-            use_cache,
-            progress or NullProgress(),
-        )
+        s = self._call_settings(settings, "encode")
+        return pipeline.encode(self, _items(items), s, Path(workdir), use_cache, progress or NullProgress())
 
     @_mirrored
     def render(
@@ -226,17 +225,9 @@ class Engine(Models):
         """Embeddings (given, or found by the prompt's content key) -> latents, one outcome per video."""
         from render import pipeline
 
-        settings = self._plan_settings = settings or self.settings()
-        check_devices(settings, "render")
-
+        s = self._call_settings(settings, "render")
         return pipeline.render(
-            self,
-            _items(items),
-            settings or self.settings(),
-            Path(workdir),
-            resume,
-            use_cache,
-            progress or NullProgress(),
+            self, _items(items), s, Path(workdir), resume, use_cache, progress or NullProgress()
         )
 
     @_mirrored
@@ -251,12 +242,8 @@ class Engine(Models):
         """Latents -> videos with their manifests, one outcome per item."""
         from render import pipeline
 
-        settings = self._plan_settings = settings or self.settings()
-        check_devices(settings, "decode")
-
-        return pipeline.decode(
-            self, _items(items), settings or self.settings(), Path(workdir), progress or NullProgress()
-        )
+        s = self._call_settings(settings, "decode")
+        return pipeline.decode(self, _items(items), s, Path(workdir), progress or NullProgress())
 
     @_mirrored
     def run(
@@ -276,22 +263,13 @@ class Engine(Models):
         cluster at that address, or "auto" (render.raycluster)."""
         from render import pipeline
 
+        s = self._call_settings(settings)  # devices: checked in pipeline.run, after the run index
+        args = (_items(items), s, Path(workdir), resume, use_cache, progress or NullProgress())
         if gpus is not None or ray is not None:
             from render.scaleout import run_scaled
 
-            args = (_items(items), settings or self.settings(), Path(workdir), resume, use_cache)
-            return run_scaled(self, *args, progress or NullProgress(), gpus=gpus, ray=ray)
-        settings = self._plan_settings = settings or self.settings()  # devices: checked in pipeline.run
-
-        return pipeline.run(
-            self,
-            _items(items),
-            settings or self.settings(),
-            Path(workdir),
-            resume,
-            use_cache,
-            progress or NullProgress(),
-        )
+            return run_scaled(self, *args, gpus=gpus, ray=ray)
+        return pipeline.run(self, *args)
 
 
 def _items(items: Sequence[ItemLike]) -> list[Item]:

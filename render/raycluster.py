@@ -35,6 +35,7 @@ from render.settings import Settings
 if TYPE_CHECKING:
     from render.engine import Engine
     from render.loading import ModelRef
+    from render.weights.variant import DiTVariant
 
 ATTEMPTS = 3  # tries of a job whose actor dies
 ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "HYV_DEBUG")
@@ -74,7 +75,9 @@ def run_on_ray(
                 f"--ray {address}: no Ray cluster to join ({' '.join(str(exc).split())[:160]})"
             ) from None
         try:
-            ctx = _Context(engine.model, settings, str(workdir), resume, use_cache, os.getcwd())
+            ctx = _Context(
+                engine.model, settings, str(workdir), resume, use_cache, os.getcwd(), engine.variant
+            )
             return _Batch(ctx, items, progress).run(ray)
         finally:
             ray.shutdown()
@@ -90,6 +93,7 @@ class _Context:
     resume: bool
     use_cache: bool
     cwd: str
+    variant: DiTVariant  # the DiT's weights (--fp8, --dit, --lora): the render actors load the same
 
 
 @dataclass
@@ -253,7 +257,7 @@ class StageActor:
 
         os.chdir(ctx.cwd)
         self.ctx = ctx
-        self.engine = Engine(ctx.model, policy="keep-warm")
+        self.engine = Engine(ctx.model, policy="keep-warm", variant=ctx.variant)
 
     def render(self, item: Item) -> tuple[Report, list[Any]]:
         c, ctx = Collector(), self.ctx

@@ -44,6 +44,11 @@ def devices(settings: Settings, n: int) -> list[str]:
     return [f"cuda:{i}" for i in range(n)]
 
 
+def cpu_threads(n: int) -> int:
+    """Threads of each of `n` CPU worker processes: the cores shared out."""
+    return max(1, (os.cpu_count() or 1) // n)
+
+
 def run_workers(
     engine: Engine,
     items: list[Item],
@@ -56,7 +61,7 @@ def run_workers(
 ) -> Report:
     n = max(1, min(n, len(items)))
     places = devices(settings, n)
-    threads = max(1, (os.cpu_count() or 1) // n) if places[0] == "cpu" else 0
+    threads = cpu_threads(n) if places[0] == "cpu" else 0
     ctx = mp.get_context("spawn")  # a fresh interpreter per worker: no forked torch or CUDA state
     inbox: Any = ctx.Queue()
     procs = []
@@ -67,6 +72,7 @@ def run_workers(
             engine.policy,
             engine.cache,
             engine.attention_kwargs,
+            engine.variant,  # the DiT's weights (--fp8, --dit, --lora): every worker loads the same
             share,
             on_device(settings, device),
         )
@@ -139,8 +145,8 @@ def _work(
         _quiet_libraries()
         from render.engine import Engine
 
-        model, policy, cache, attention_kwargs, share, settings = job
-        engine = Engine(model, policy=policy, cache=cache, attention_kwargs=attention_kwargs)
+        model, policy, cache, attention_kwargs, variant, share, settings = job
+        engine = Engine(model, policy=policy, cache=cache, attention_kwargs=attention_kwargs, variant=variant)
         progress = EventProgress(lambda e: inbox.put(("event", i, e)))
         report = engine.run(
             share, settings, workdir=workdir, resume=resume, use_cache=use_cache, progress=progress

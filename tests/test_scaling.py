@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from render.parallel import ParallelSpec, parse_parallel
+from render.workers import cpu_threads
 from tests.conftest import SMALL_ARGS, Cli, hyv_cmd, hyv_proc
 
 PROMPTS = [
@@ -61,6 +64,18 @@ def _stable(m: object) -> object:
     if isinstance(m, list):
         return [_stable(v) for v in m]
     return m
+
+
+@contextmanager
+def threads(n: int) -> Iterator[None]:
+    """A reference run in this process with `n` torch threads, as each worker has: the CPU's matrix kernels can
+    round differently with another number of threads (seen with AVX-512), so only equal counts compare exactly."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def assert_same_artifacts(a: Path, b: Path, atol: float = 0.0) -> None:
@@ -146,7 +161,8 @@ def test_two_worker_processes_render_each_item_once(tiny_model: Path, tmp_path: 
     batch.write_text("".join(json.dumps(x) + "\n" for x in lines))
     args = ["run", "--prompts", batch, "--model", tiny_model, *SMALL_ARGS, "--device", "cpu", "--json"]
     two = cli(*args, "--workdir", tmp_path / "two", "--gpus", "2")  # first: the workers encode (an empty cache)
-    one = cli(*args, "--workdir", tmp_path / "one")
+    with threads(cpu_threads(2)):
+        one = cli(*args, "--workdir", tmp_path / "one")
     assert one.exit_code == two.exit_code == 0, two.output
     a, b = json.loads(one.stdout), json.loads(two.stdout)
     assert [(v["source"], v["seed"]) for v in a["videos"]] == [(v["source"], v["seed"]) for v in b["videos"]]
@@ -154,6 +170,18 @@ def test_two_worker_processes_render_each_item_once(tiny_model: Path, tmp_path: 
     assert_same_artifacts(tmp_path / "one", tmp_path / "two")
     r = cli("run", "--prompts", batch, "--model", tiny_model, "--gpus", "2")
     assert r.exit_code == 2 and "add --device cpu" in r.stderr  # no GPU here
+
+
+def test_worker_processes_load_the_same_dit_weights(tiny_model: Path, tmp_path: Path, cli: Cli) -> None:
+    """--fp8 (a weight variant of the engine, not a setting) reaches both worker processes too."""
+    args = ["run", *PROMPTS, "--model", tiny_model, *SMALL_ARGS, "--device", "cpu", "--fp8", "--json"]
+    with threads(cpu_threads(2)):
+        one = cli(*args, "--workdir", tmp_path / "one")
+    two = cli(*args, "--workdir", tmp_path / "two", "--gpus", "2")
+    assert one.exit_code == two.exit_code == 0, two.output
+    a, b = json.loads(one.stdout)["videos"], json.loads(two.stdout)["videos"]
+    assert [Path(v["latents"]).name for v in a] == [Path(v["latents"]).name for v in b]  # the variant is in the key
+    assert_same_artifacts(tmp_path / "one", tmp_path / "two")
 
 
 # ------------------------------------------------------------------------------------------- Ray
@@ -182,7 +210,8 @@ def test_ray_batch_survives_a_killed_node_and_equals_a_local_run(
         "".join(json.dumps({"prompt": p, "seed": s}) + "\n" for s in (1, 2, 3, 4) for p in PROMPTS)
     )
     args = ["run", "--prompts", batch, "--model", tiny_model, *SMALL_ARGS, "--json", "--workdir"]
-    local = cli(*args, tmp_path / "local")
+    with threads(1):  # Ray gives each actor of 1 CPU one thread
+        local = cli(*args, tmp_path / "local")
     assert local.exit_code == 0, local.output
     with local_cluster(Path(f"/tmp/hyv-ray-{os.getpid()}")) as cluster:
         env = {**os.environ, "HYV_CACHE_DIR": str(tmp_path / "c2")}

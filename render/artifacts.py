@@ -117,6 +117,9 @@ def read_artifact(path: Path, kind: str) -> Artifact:
         tensors = load_file(str(path))
     except Exception as exc:
         raise ArtifactError(f"{path} is truncated or corrupt ({_short(exc)}); re-create it") from None
+    # Copies in memory of torch's own (64-byte aligned): safetensors' tensors sit where the file's bytes landed,
+    # and SIMD kernels round differently on unaligned inputs, so the same file could give a different render.
+    tensors = {k: v.clone() for k, v in tensors.items()}
     return Artifact(path=path, kind=found, manifest=manifest, tensors=tensors)
 
 

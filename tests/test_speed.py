@@ -55,6 +55,42 @@ def test_attention_without_padding_equals_the_masked_computation(
     assert Path(auto["latents"]).name == Path(masked["latents"]).name  # rounding only: the same render key
 
 
+@pytest.mark.parametrize("padded", [True, False])
+def test_heads_first_processor_equals_diffusers(tiny_model: Path, padded: bool) -> None:
+    """hyv's processor (q, k, v laid out heads first for the CPU kernel; no mask when nothing is padding) against
+    diffusers' own, through a whole DiT forward: double and single blocks, with and without padded text tokens."""
+    from diffusers import HunyuanVideoTransformer3DModel
+
+    from render.attention import install_processors, set_backend
+
+    tr = HunyuanVideoTransformer3DModel.from_pretrained(str(tiny_model / "transformer")).eval()
+    g = torch.Generator().manual_seed(0)
+    mask = torch.ones(1, 12, dtype=torch.bool)
+    if padded:
+        mask[:, 7:] = False
+    inputs = {
+        "hidden_states": torch.randn(1, 4, 3, 6, 8, generator=g),  # [B, C, T, H, W]
+        "encoder_hidden_states": torch.randn(1, 12, 16, generator=g),  # [B, L, text_dim]
+        "encoder_attention_mask": mask,
+        "pooled_projections": torch.randn(1, 8, generator=g),
+        "timestep": torch.tensor([500]),
+        "guidance": torch.tensor([6000.0]),
+        "return_dict": False,
+    }
+    with torch.no_grad():
+        (ref,) = tr(**inputs)
+        install_processors(tr)
+        set_backend(tr, "native")
+        assert all(b.attn.processor.heads_first for b in [*tr.transformer_blocks, *tr.single_transformer_blocks])
+        (ours,) = tr(**inputs)
+        set_backend(tr, "masked")  # diffusers' layout again: to the bit
+        (masked,) = tr(**inputs)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(ours, torch.zeros_like(ours))
+    if padded:
+        assert torch.equal(masked, ref)
+
+
 @pytest.mark.parametrize(
     ("flag", "needle"),
     [("flash", "needs a CUDA GPU"), ("sage", "needs a CUDA GPU"), ("bogus", "unknown attention")],

@@ -5,7 +5,7 @@
 
 Per-step wall time of each (medians over rounds, the first step of a run left out as warm-up), hyv's latents
 against diffusers' (relative max error), the DiT's FLOP per forward (torch.utils.flop_counter) and the FLOP/s
-each reaches as a fraction of this machine's torch.mm rate (2048^2 fp32, measured in the same run). --profile adds
+each reaches as a fraction of this machine's torch.mm rate (2048^2 fp32, the median of one measure each round). --profile adds
 the operators where hyv's forward spends its time. Run it on an idle machine: timings are only comparable within
 one run.
 """
@@ -133,11 +133,13 @@ def main() -> None:
     pipe.scheduler = pipe.scheduler.from_config(pipe.scheduler.config, shift=r.shift)
     hyv_steps: list[float] = []
     ref_steps: list[float] = []
+    rates = []  # torch.mm between the runs: the machine's rate moves from minute to minute
     for _ in range(a.rounds):
         t, ref = run_diffusers()
         ref_steps += t[1:]
         t, ours = run_hyv()
         hyv_steps += t[1:]
+        rates.append(mm_rate())
     rel = float((ours - ref).abs().max() / ref.abs().max())
 
     x = initial_noise(engine.dit_info().latent_shape(r), 1, dit.device)
@@ -148,7 +150,7 @@ def main() -> None:
     # Counted on diffusers' (uncompiled) copy of the same DiT: hyv's FLOP are its own inputs' (padding dropped).
     ours_flop, ref_flop = flops(pipe.transformer, ours_kw), flops(pipe.transformer, ref_kw)
     counted_flop = flops(pipe.transformer, ref_kw, attention=False)  # what flop_counter alone reports
-    rate = mm_rate()
+    rate = statistics.median(rates)
     hyv_step, ref_step = statistics.median(hyv_steps), statistics.median(ref_steps)
     res = {
         "preset": a.preset, "shape": [a.frames, a.height, a.width], "steps": a.steps, "rounds": a.rounds,

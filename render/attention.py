@@ -13,6 +13,7 @@ that the inputs allow.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from render.errors import SettingsError
@@ -70,6 +71,12 @@ class _Padding:
 
 
 def hyv_processor(padding: _Padding) -> Any:
+    """hyv's attention processor for one of the DiT's blocks (all of them share `padding`)."""
+    return _processor_class()(padding)
+
+
+@functools.cache
+def _processor_class() -> Any:
     """HunyuanVideo's attention processor, with two changes to how it feeds the kernel (the arithmetic is
     diffusers'; tests/test_speed.py checks the result against its processor):
     - no mask when no text token is padding (the mask the DiT builds is then all True);
@@ -85,9 +92,13 @@ def hyv_processor(padding: _Padding) -> Any:
     class HyvProcessor(HunyuanVideoAttnProcessor2_0):  # type: ignore[misc]
         heads_first = False
 
+        def __init__(self, padding: _Padding) -> None:
+            super().__init__()
+            self.padding = padding
+
         def __call__(self, attn: Any, hidden_states: Any, encoder_hidden_states: Any = None,
                      attention_mask: Any = None, image_rotary_emb: Any = None) -> Any:  # fmt: skip
-            if padding.none:
+            if self.padding.none:
                 attention_mask = None
             on_cpu = hidden_states.device.type == "cpu"
             if not (self.heads_first and on_cpu) or self._parallel_config is not None or image_rotary_emb is None:
@@ -131,7 +142,7 @@ def hyv_processor(padding: _Padding) -> Any:
                 txt = attn.to_add_out(txt)
             return img, txt
 
-    return HyvProcessor()
+    return HyvProcessor
 
 
 def install_processors(transformer: Any) -> None:

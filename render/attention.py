@@ -82,7 +82,8 @@ def _processor_class() -> Any:
     - no mask when no text token is padding (the mask the DiT builds is then all True);
     - with `heads_first` (PyTorch's own kernel on a CPU, no context parallel): q, k and v are laid out [B, H, S, D] in
       memory while they are concatenated (a copy diffusers makes anyway), so the kernel reads each head's rows
-      contiguously; diffusers hands it [B, S, H, D] views (about 15% slower on a CPU).
+      contiguously; diffusers hands it [B, S, H, D] views (on one CPU the kernel ran 15% slower on those, on
+      another 1% of a forward is gained: docs/speed.md).
     """
     import torch
     from diffusers.models.attention_dispatch import dispatch_attention_fn

@@ -5,9 +5,9 @@
 
 Per-step wall time of each (medians over rounds, the first step of a run left out as warm-up), hyv's latents
 against diffusers' (relative max error), the DiT's FLOP per forward (torch.utils.flop_counter) and the FLOP/s
-each reaches as a fraction of this machine's torch.mm rate (2048^2 fp32, the median of one measure each round). --profile adds
-the operators where hyv's forward spends its time. Run it on an idle machine: timings are only comparable within
-one run.
+each reaches as a fraction of this machine's torch.mm rate (2048^2 fp32, the median of one measure each round).
+--profile adds the operators where hyv's forward spends its time. Run it on an idle machine: timings are only
+comparable within one run.
 """
 
 from __future__ import annotations

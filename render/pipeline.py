@@ -137,33 +137,11 @@ def run(
         return done  # every video is there and whole: nothing loaded, not even torch
     check_devices(settings, "encode", "render", "decode")
     engine.require("encode", "render", "decode")  # a missing VAE is reported before hours of rendering
-    prepared: list[_Prepared] = []
-    jobs: list[EncodeJob] = []
-    for item in items:
-        s = _item_settings(item, settings, report)
-        if s is None:
-            continue
-        if item.prompt is None:
-            _failed(item, settings, report, "nothing to run: the item has no prompt")
-            continue
-        if item.output is not None:
-            if s.num_videos > 1:
-                raise UsageError(f"-o names one video, but {item.label[:40]!r} makes {s.num_videos}")
-            check_output(item.output, settings.decode)
-        p = _Prepared(item, s, settings.encode, label=item.label)
-        prepared.append(p)
-        jobs.append(EncodeJob(item.prompt, s.frames, settings.encode, Outcome(item)))
+    prepared, jobs = _run_jobs(items, settings, report, outputs=True)
     _check_fits(engine, prepared, settings)
     negatives = _negative_jobs(prepared)
     _encode(engine, jobs + list(negatives.values()), wd, use_cache, progress, report)
-    for p, job in zip(prepared, jobs, strict=True):
-        p.embeddings, p.key, p.cached = job.out.embeddings, job.out.key, job.out.cached
-        if job.out.status == "failed":
-            p.embeddings = None
-            for s in p.settings.videos():
-                out = Outcome(p.item, seed=s.seed, prompt=p.item.prompt)
-                out.fail(f"encode failed: {job.out.error}")
-                report.outcomes.append(out)
+    _encoded(prepared, jobs, report)
     _render(
         engine, [p for p in prepared if p.embeddings is not None], negatives, wd, resume, progress, report
     )
@@ -336,14 +314,11 @@ def _negative_jobs(prepared: list[_Prepared]) -> dict[tuple[str, str, EncodeSett
     return jobs
 
 
-def encode_for_run(
-    engine: Engine, items: list[Item], settings: Settings, workdir: Path, use_cache: bool, progress: Progress
-) -> Report:
-    """The encode stage of `run` alone (a Ray task runs it on its share of a batch, render.raycluster): the items'
-    prompts and the negative prompts of their true CFG, encoded and written as `run` writes them. The report holds
-    the failures as `run` reports them (one outcome per seed), then an outcome per encoded prompt (a negative
-    prompt's item has the source "negative prompt")."""
-    report = Report()
+def _run_jobs(
+    items: list[Item], settings: Settings, report: Report, outputs: bool
+) -> tuple[list[_Prepared], list[EncodeJob]]:
+    """The items of a `run` with their settings, and an encode job for each prompt; items that cannot run are
+    failed in `report`. `outputs`: check each item's -o path (a usage error stops the batch)."""
     prepared: list[_Prepared] = []
     jobs: list[EncodeJob] = []
     for item in items:
@@ -353,15 +328,38 @@ def encode_for_run(
         if item.prompt is None:
             _failed(item, settings, report, "nothing to run: the item has no prompt")
             continue
+        if outputs and item.output is not None:
+            if s.num_videos > 1:
+                raise UsageError(f"-o names one video, but {item.label[:40]!r} makes {s.num_videos}")
+            check_output(item.output, settings.decode)
         prepared.append(_Prepared(item, s, settings.encode, label=item.label))
         jobs.append(EncodeJob(item.prompt, s.frames, settings.encode, Outcome(item)))
-    negatives = list(_negative_jobs(prepared).values())
-    _encode(engine, jobs + negatives, Workdir(workdir), use_cache, progress, report)
+    return prepared, jobs
+
+
+def _encoded(prepared: list[_Prepared], jobs: list[EncodeJob], report: Report) -> None:
+    """Each item's embeddings from its encode job; a failed encode fails every video of its item in `report`."""
     for p, job in zip(prepared, jobs, strict=True):
+        p.embeddings, p.key, p.cached = job.out.embeddings, job.out.key, job.out.cached
         if job.out.status == "failed":
+            p.embeddings = None
             for s in p.settings.videos():
                 out = Outcome(p.item, seed=s.seed, prompt=p.item.prompt)
                 out.fail(f"encode failed: {job.out.error}")
                 report.outcomes.append(out)
+
+
+def encode_for_run(
+    engine: Engine, items: list[Item], settings: Settings, workdir: Path, use_cache: bool, progress: Progress
+) -> Report:
+    """The encode stage of `run` alone (a Ray task runs it on its share of a batch, render.raycluster): the items'
+    prompts and the negative prompts of their true CFG, encoded and written as `run` writes them. The report holds
+    the failures as `run` reports them (one outcome per seed), then an outcome per encoded prompt (a negative
+    prompt's item has the source "negative prompt")."""
+    report = Report()
+    prepared, jobs = _run_jobs(items, settings, report, outputs=False)
+    negatives = list(_negative_jobs(prepared).values())
+    _encode(engine, jobs + negatives, Workdir(workdir), use_cache, progress, report)
+    _encoded(prepared, jobs, report)
     report.outcomes += [j.out for j in jobs + negatives if j.out.status != "failed"]
     return report

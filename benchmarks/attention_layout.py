@@ -16,34 +16,20 @@ import time
 
 import torch
 
-from benchmarks.speed import PROMPT, mm_rate, model
+from benchmarks.speed import mm_rate, model, ready_dit, shape_args
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--preset", default="medium")
-    ap.add_argument("--frames", type=int, default=33)
-    ap.add_argument("--height", type=int, default=256)
-    ap.add_argument("--width", type=int, default=256)
+    ap = shape_args(argparse.ArgumentParser())
     ap.add_argument("--rounds", type=int, default=6)
     a = ap.parse_args()
 
     from diffusers.utils import logging
 
-    from render import speed
-    from render.engine import Engine
     from render.sample import initial_noise
 
     logging.set_verbosity_error()
-    engine = Engine(model(a.preset), policy="keep-warm")
-    s = engine.settings(frames=a.frames, height=a.height, width=a.width, seed=1, device="cpu")
-    text = engine.encode_stage()
-    tensors, _ = text.encode([PROMPT], text.template(a.frames), s.encode)
-    engine.free("encode")
-    r = speed.concrete(engine, s.render)
-    dit = engine.transformer(r.placement)
-    speed.prepare(engine, dit, r, dit.state)
-    cond = speed.trim(engine, engine.family.conditioning(tensors), r)
+    engine, r, dit, _, cond = ready_dit(model(a.preset), a)
     x = initial_noise(engine.dit_info().latent_shape(r), 1, dit.device)  # [1, C, T, H, W]
     kw = {"hidden_states": x, "timestep": torch.tensor([1000.0]), "guidance": torch.tensor([6000.0]), **cond}
     blocks = [*dit.module.transformer_blocks, *dit.module.single_transformer_blocks]

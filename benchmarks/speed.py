@@ -64,12 +64,34 @@ def flops(transformer: Any, kwargs: dict[str, Any], attention: bool = True) -> f
     return float(fc.get_total_flops())
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def shape_args(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The model preset and video size options every DiT benchmark takes."""
     ap.add_argument("--preset", default="medium")
     ap.add_argument("--frames", type=int, default=33)
     ap.add_argument("--height", type=int, default=256)
     ap.add_argument("--width", type=int, default=256)
+    return ap
+
+
+def ready_dit(path: Path, a: argparse.Namespace, **settings: Any) -> tuple[Any, Any, Any, dict[str, Any], Any]:
+    """The engine, its concrete render settings, the loaded DiT prepared for them, PROMPT's embeddings and the
+    DiT's conditioning (padding dropped unless the attention is "masked"), at `a`'s size on the CPU."""
+    from render import speed
+    from render.engine import Engine
+
+    engine = Engine(path, policy="keep-warm")
+    s = engine.settings(frames=a.frames, height=a.height, width=a.width, seed=1, device="cpu", **settings)
+    text = engine.encode_stage()
+    tensors, _ = text.encode([PROMPT], text.template(a.frames), s.encode)
+    engine.free("encode")
+    r = speed.concrete(engine, s.render)
+    dit = engine.transformer(r.placement)
+    speed.prepare(engine, dit, r, dit.state)
+    return engine, r, dit, tensors, speed.trim(engine, engine.family.conditioning(tensors), r)
+
+
+def main() -> None:
+    ap = shape_args(argparse.ArgumentParser())
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--attention", default="auto")
@@ -80,25 +102,14 @@ def main() -> None:
     from diffusers import HunyuanVideoPipeline
     from diffusers.utils import logging
 
-    from render import speed
-    from render.engine import Engine
     from render.sample import denoise, initial_noise, set_schedule
     from render.templates import VIDEO_TEMPLATE
 
     logging.set_verbosity_error()
     path = model(a.preset)
-    engine = Engine(path, policy="keep-warm")
-    s = engine.settings(frames=a.frames, height=a.height, width=a.width, steps=a.steps, seed=1,
-                        attention=a.attention, compile=a.compile, device="cpu")  # fmt: skip
-    text = engine.encode_stage()
-    template = text.template(a.frames)
-    tensors, _ = text.encode([PROMPT], template, s.encode)
-    engine.free("encode")
+    engine, r, dit, tensors, cond = ready_dit(path, a, steps=a.steps, attention=a.attention, compile=a.compile)
+    template = engine.encode_stage().template(a.frames)
     used = int(tensors["prompt_attention_mask"].sum())
-    r = speed.concrete(engine, s.render)
-    dit = engine.transformer(r.placement)
-    speed.prepare(engine, dit, r, dit.state)
-    cond = speed.trim(engine, engine.family.conditioning(tensors), r)
 
     pipe = HunyuanVideoPipeline.from_pretrained(str(path)).to("cpu")
     pipe.set_progress_bar_config(disable=True)

@@ -1,7 +1,7 @@
 """Does laying q, k, v out heads first (hyv's processor, render/attention.py) pay on this machine? One DiT forward
 of a preset with it and without it, alternating in one process, against torch.mm measured between them.
 
-    python benchmarks/attention_layout.py [--preset medium] [--frames 33 --height 256 --width 256] [--rounds 6]
+    python -m benchmarks.attention_layout [--preset medium] [--frames 33 --height 256 --width 256] [--rounds 6]
 
 Prints the median forward time of each layout, their ratio, the outputs' relative difference, and the median
 torch.mm rate (2048^2 fp32) of the run. Run it on an idle machine.

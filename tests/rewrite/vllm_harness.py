@@ -216,6 +216,8 @@ class RecordingProxy:
                     rec["response"] = json.loads(data)
                 except ValueError:
                     rec["response"] = None
+                with proxy._lock:  # before the answer goes out: the client's next request can come as soon as it has it
+                    proxy.in_flight -= 1
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -223,7 +225,6 @@ class RecordingProxy:
                 self.wfile.write(data)
                 self.wfile.flush()
                 with proxy._lock:
-                    proxy.in_flight -= 1
                     proxy.records.append(rec)
                     proxy.posts_answered += self.command == "POST"
 

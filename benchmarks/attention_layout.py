@@ -26,7 +26,7 @@ def main() -> None:
 
     from diffusers.utils import logging
 
-    from render.sample import initial_noise
+    from render.sampling.sample import initial_noise
 
     logging.set_verbosity_error()
     engine, r, dit, _, cond = ready_dit(model(a.preset), a)

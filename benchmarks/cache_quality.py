@@ -26,11 +26,11 @@ def main() -> None:
     )
     a = ap.parse_args()
 
-    from render.calibrate import psnr
     from render.demo.evaluate import evaluate_video
     from render.demo.world import held_out_captions
     from render.engine import Engine
-    from render.video import read_mp4
+    from render.files.video import read_mp4
+    from render.run.calibrate import psnr
 
     shutil.rmtree(a.workdir, ignore_errors=True)
     caps = held_out_captions()
@@ -43,7 +43,7 @@ def main() -> None:
         wall = time.perf_counter() - t0
         videos = [o.video for o in report.outcomes]
         passed = sum(evaluate_video(v, c).passed for v, c in zip(videos, caps, strict=True) if v is not None)
-        from render.artifacts import read_manifest
+        from render.files.artifacts import read_manifest
 
         m = read_manifest(report.outcomes[0].latents)[1] if report.outcomes[0].latents else {}
         results[cache] = {"videos": videos, "passed": passed, "wall_s": round(wall, 1),

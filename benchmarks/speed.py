@@ -76,8 +76,8 @@ def shape_args(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def ready_dit(path: Path, a: argparse.Namespace, **settings: Any) -> tuple[Any, Any, Any, dict[str, Any], Any]:
     """The engine, its concrete render settings, the loaded DiT prepared for them, PROMPT's embeddings and the
     DiT's conditioning (padding dropped unless the attention is "masked"), at `a`'s size on the CPU."""
-    from render import speed
     from render.engine import Engine
+    from render.stages import speed
 
     engine = Engine(path, policy="keep-warm")
     s = engine.settings(frames=a.frames, height=a.height, width=a.width, seed=1, device="cpu", **settings)
@@ -102,8 +102,8 @@ def main() -> None:
     from diffusers import HunyuanVideoPipeline
     from diffusers.utils import logging
 
-    from render.sample import denoise, initial_noise, set_schedule
-    from render.templates import VIDEO_TEMPLATE
+    from render.model.templates import VIDEO_TEMPLATE
+    from render.sampling.sample import denoise, initial_noise, set_schedule
 
     logging.set_verbosity_error()
     path = model(a.preset)

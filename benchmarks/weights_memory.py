@@ -53,7 +53,7 @@ def variants(root: Path, model: Path) -> dict[str, tuple[Path, Any]]:
     """name -> (model folder, DiTVariant) for every weight form, written from the medium model's weights."""
     from safetensors.torch import load_file
 
-    from render.weights.variant import DiTVariant
+    from render.model.variant import DiTVariant
     from tests.weight_formats import diffusers_to_original, write_gguf, write_original_layout
 
     ckpts = root / "medium-original"
@@ -81,9 +81,9 @@ def variants(root: Path, model: Path) -> dict[str, tuple[Path, Any]]:
 def quality(root: Path, model: Path, a: argparse.Namespace) -> list[dict[str, Any]]:
     import torch
 
-    from render.decode import decode_frames
+    from render.core.items import Item
     from render.engine import Engine
-    from render.items import Item
+    from render.stages.decode import decode_frames
 
     wd = root / "quality"
     settings_kw = {"frames": a.frames, "height": a.size, "width": a.size, "steps": a.steps, "device": "cpu"}
@@ -138,7 +138,7 @@ def measured_peaks(root: Path, model: Path, a: argparse.Namespace) -> dict[str, 
         ren = hyv("render", emb, *common, *size)
         lat = ren["latents"][0]["path"]
         dec = hyv("decode", lat, *common)
-        from render.artifacts import read_manifest
+        from render.files.artifacts import read_manifest
 
         peaks["encode"].append(read_manifest(Path(emb))[1]["peak_rss_delta_bytes"])
         peaks["render"].append(read_manifest(Path(lat))[1]["peak_rss_delta_bytes"])
@@ -170,7 +170,7 @@ def main() -> None:
     a.root.mkdir(parents=True, exist_ok=True)
     model = a.root / "medium"
     if not (model / "model_index.json").exists():
-        from render.tiny import init_tiny
+        from render.model.tiny import init_tiny
 
         init_tiny(model, preset="medium", seed=0, force=True)
     result: dict[str, Any] = {"settings": vars(a) | {"root": str(a.root), "out": str(a.out)}}

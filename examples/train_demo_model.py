@@ -47,8 +47,8 @@ from render.demo.world import (  # noqa: E402
     random_scene,
     render,
 )
-from render.templates import IMAGE_TEMPLATE, VIDEO_TEMPLATE  # noqa: E402
-from render.tiny import SPECIALS_CLIP, SPECIALS_LLAMA, wrap_tokenizer  # noqa: E402
+from render.model.templates import IMAGE_TEMPLATE, VIDEO_TEMPLATE  # noqa: E402
+from render.model.tiny import SPECIALS_CLIP, SPECIALS_LLAMA, wrap_tokenizer  # noqa: E402
 
 FRAMES, SIZE = 17, 64  # the demo's video: 17 frames of 64x64 -> latents [8, 5, 8, 8]
 TEXT_LEN = 24
@@ -439,9 +439,9 @@ def vae_psnr(vae: Any, seed: int, n: int) -> float:
 
 def encode_captions(model_dir: Path, captions: list[str]) -> dict[str, torch.Tensor]:
     """Every caption through hyv's encode path: prompt_embeds [N, L, D], mask [N, L], pooled [N, P]."""
+    from render.core.settings import EncodeSettings
     from render.engine import Engine
-    from render.loading import ModelRef
-    from render.settings import EncodeSettings
+    from render.model.loading import ModelRef
 
     engine = Engine(ModelRef(model_dir, "demo"))
     stage, settings = engine.encode_stage(), EncodeSettings(text_len=TEXT_LEN)
@@ -568,9 +568,9 @@ def train_dit(dit: Any, data: dict[str, Any], sf: float, steps: int, batch: int,
 
 def generate(model_dir: Path, prompts: list[str], workdir: Path, seed: int = 42) -> list[Path | None]:
     """Videos through hyv's own engine (the code `hyv run` calls) at the demo's defaults."""
+    from render.core.resolve import Flags
     from render.engine import Engine
-    from render.loading import ModelRef
-    from render.resolve import Flags
+    from render.model.loading import ModelRef
 
     engine = Engine(ModelRef(model_dir, str(model_dir)))
     flags = Flags(

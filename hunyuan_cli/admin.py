@@ -34,7 +34,7 @@ def init_tiny(
 ) -> None:
     """Write a randomly initialised HunyuanVideo model built from configs (no download)."""
     with reported_errors():
-        from render.tiny import init_tiny as build
+        from render.model.tiny import init_tiny as build
 
         quiet_libraries()
         path = build(directory, preset=preset, seed=seed, force=force)
@@ -65,7 +65,7 @@ def _human(n: float) -> str:
 def cache_ls(json_out: JsonOpt = False) -> None:
     """List cached embeddings (most recently used last)."""
     with reported_errors():
-        from render import cache
+        from render.files import cache
 
         entries = sorted(cache.entries(), key=lambda e: e.mtime)
         rows: list[dict[str, Any]] = [
@@ -109,8 +109,8 @@ def cache_info(
 ) -> None:
     """Show the manifest of cached embeddings."""
     with reported_errors():
-        from render import cache
-        from render.errors import UsageError
+        from render.core.errors import UsageError
+        from render.files import cache
 
         found = cache.find(key_or_prompt)
         if not found:
@@ -146,8 +146,8 @@ def cache_prune(
 ) -> None:
     """Remove old entries, or the least recently used ones past a size."""
     with reported_errors():
-        from render import cache
-        from render.errors import UsageError
+        from render.core.errors import UsageError
+        from render.files import cache
 
         if older_than is None and max_size is None:
             raise UsageError("say what to prune: --older-than AGE and/or --max-size SIZE")
@@ -176,8 +176,8 @@ def clean(
 ) -> None:
     """Remove what killed runs left in a work directory: temporary files and lock files nobody holds."""
     with reported_errors():
-        from render.errors import UsageError
-        from render.workdir import leftovers, remove
+        from render.core.errors import UsageError
+        from render.files.workdir import leftovers, remove
 
         if not workdir.is_dir():
             raise UsageError(f"--workdir {workdir} is not a directory")
@@ -205,7 +205,7 @@ def inspect(
 ) -> None:
     """Print the provenance manifest of each artifact."""
     with reported_errors():
-        from render.artifacts import read_any_manifest
+        from render.files.artifacts import read_any_manifest
 
         found = [(p, *read_any_manifest(p)) for p in artifacts]
         if json_out:

@@ -32,10 +32,10 @@ def calibrate(
     ratios; write the table and the threshold for each quality into the model's hyv.json, so that
     `--cache teacache` with no threshold uses it (`--cache-quality 30db`)."""
     with reported_errors():
-        from render.calibrate import GENERIC_PROMPTS, GRID, calibrate
-        from render.calibrate import write as keep
+        from render.core.errors import UsageError
         from render.engine import Engine
-        from render.errors import UsageError
+        from render.run.calibrate import GENERIC_PROMPTS, GRID, calibrate
+        from render.run.calibrate import write as keep
 
         engine = Engine(opts.model, policy="keep-warm")
         settings = engine.settings(opts.flags)

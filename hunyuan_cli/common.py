@@ -39,7 +39,7 @@ def error_line(message: str) -> None:
 def reported_errors() -> Iterator[None]:
     """Turn typed library errors into one line and their exit code (a traceback only with --debug).
 
-    Library errors carry an `exit_code` attribute (render.errors.HyvError, rewrite.errors.RewriteError).
+    Library errors carry an `exit_code` attribute (render.core.errors.HyvError, rewrite.errors.RewriteError).
     """
     try:
         yield
@@ -54,7 +54,7 @@ def reported_errors() -> Iterator[None]:
     except Exception as exc:  # noqa: BLE001 - the one place that maps every failure to a line
         if STATE["debug"]:
             raise
-        from render.errors import out_of_memory
+        from render.core.errors import out_of_memory
 
         code = getattr(exc, "exit_code", None)
         if isinstance(code, int):
@@ -117,8 +117,8 @@ def _quiet_library_logs() -> None:
 @contextmanager
 def quiet_follower(parallel: str | None) -> Iterator[None]:
     """On a torchrun rank > 0 of a --parallel job, send stdout and stderr to /dev/null (rank 0 prints the job's
-    output and its errors; an error only this rank sees goes to the real stderr, render.mirror)."""
-    from render.parallel import follower_rank
+    output and its errors; an error only this rank sees goes to the real stderr, render.sampling.mirror)."""
+    from render.sampling.parallel import follower_rank
 
     if not follower_rank(parallel):
         yield

@@ -1,9 +1,9 @@
 """The options of the stage commands, defined once. `stage_options(command)` gives a command the options of its
 groups and calls it with one `opts: StageOptions` (the settings the user typed, None where not given, as a
-`render.resolve.Flags`).
+`render.core.resolve.Flags`).
 
 Defaults are not decided here: the library resolves flags > the model's hyv.json > hyv's defaults
-(`render.resolve`); the help texts quote hyv's defaults from `render.settings`.
+(`render.core.resolve`); the help texts quote hyv's defaults from `render.core.settings`.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from hunyuan_cli.common import DEFAULT_WORKDIR
-from render.loading import DEMO_DEFAULTS
-from render.resolve import Flags
-from render.settings import DEFAULTS
-from render.weights.variant import DiTVariant, LoraSpec
+from render.core.resolve import Flags
+from render.core.settings import DEFAULTS
+from render.model.loading import DEMO_DEFAULTS
+from render.model.variant import DiTVariant, LoraSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
 _R, _E, _D, _P = DEFAULTS.render, DEFAULTS.encode, DEFAULTS.decode, DEFAULTS.render.placement
@@ -74,7 +74,7 @@ _DIT = "A DiT file replacing the model's: .gguf (city96), or an original-layout 
 
 # fmt: off
 OPTIONS: dict[str, tuple[str, Any]] = {
-    # settings (the fields of render.resolve.Flags)
+    # settings (the fields of render.core.resolve.Flags)
     "frames": _opt("frames", int, "--frames", help=f"Frames, 4k+1 {_dm('frames')}."),
     "height": _opt("render", int, "--height", help=f"Multiple of 16 {_dm('height')}."),
     "width": _opt("render", int, "--width", help=f"Multiple of 16 {_dm('width')}."),

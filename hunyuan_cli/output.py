@@ -13,8 +13,8 @@ from hunyuan_cli.console import err_console
 
 if TYPE_CHECKING:
     from hunyuan_cli.options import StageOptions
-    from render.batch import LineError
-    from render.items import Report
+    from render.core.items import Report
+    from render.files.batch import LineError
 
 # What each command makes: the key of its rows in the JSON object, and the noun of its messages.
 MAKES = {"encode": "embeddings", "render": "latents", "decode": "videos", "run": "videos"}
@@ -94,7 +94,7 @@ def _summary_line(command: str, report: Report, counts: dict[str, int], opts: St
 
 def finish(report: Report, line_errors: list[LineError]) -> None:
     """Exit code: 0 all done; 1 the only item failed; 3 a batch with failed items or lines."""
-    from render.errors import BatchFailure, RuntimeFailure, UsageError
+    from render.core.errors import BatchFailure, RuntimeFailure, UsageError
 
     failed = report.failed
     if len(report.outcomes) == 1 and len(failed) == 1 and not line_errors:

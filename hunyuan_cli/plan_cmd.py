@@ -17,8 +17,8 @@ def plan(*, opts: StageOptions) -> None:
 
     With no GPU here, --device auto plans for a CUDA GPU (its dtypes); give --memory to say how much it has."""
     with reported_errors():
+        from render.core.resolve import Flags
         from render.engine import Engine
-        from render.resolve import Flags
 
         flags = opts.flags
         if flags.device is None:
@@ -32,7 +32,7 @@ def plan(*, opts: StageOptions) -> None:
 
 
 def show_plan(engine: Any, settings: Any, opts: StageOptions) -> None:
-    from render.cache import parse_size
+    from render.files.cache import parse_size
     from render.plan import free_memory, summary
 
     p = engine.plan(settings)

@@ -19,7 +19,7 @@ def rewrite_items(
     items: list[Any], request: Rewrite, workdir: Path, quiet: bool
 ) -> tuple[list[Any], list[Any], dict[str, Any]]:
     """(items with rewritten prompts, line errors for failed rewrites, a summary for the JSON output)."""
-    from render.batch import LineError
+    from render.files.batch import LineError
     from rewrite.api import default_output_path, rewrite_batch, write_jsonl
     from rewrite.settings import RewriteSettings, make_backend
 

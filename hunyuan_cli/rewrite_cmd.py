@@ -157,7 +157,7 @@ def rewrite(
 
 def _read_inputs(args: list[str], path: Path | None) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(source, prompt) pairs and (source, error) pairs, from the arguments and the prompt file."""
-    from render.batch import items_from_args, read_prompt_file
+    from render.files.batch import items_from_args, read_prompt_file
 
     items, errors = items_from_args(args)
     if path is not None:

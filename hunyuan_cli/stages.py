@@ -14,11 +14,11 @@ from hunyuan_cli.console import announce_model, err_console
 from hunyuan_cli.options import PromptArgs, PromptsFileOpt, StageOptions, stage_options
 from hunyuan_cli.output import finish, print_report, report_line_errors
 from hunyuan_cli.progress import make_progress
-from render.parallel import follower_rank
+from render.sampling.parallel import follower_rank
 
 if TYPE_CHECKING:
-    from render.batch import LineError
-    from render.items import Item
+    from render.core.items import Item
+    from render.files.batch import LineError
 
 
 @dataclass
@@ -33,8 +33,8 @@ def _execute(command: str, opts: StageOptions, inputs: Callable[[], _Inputs], **
     `command` with a progress display, print what it made and exit with the batch's code. The ranks > 0 of a
     --parallel job print nothing: rank 0 reports for the job."""
     with quiet_follower(opts.parallel), reported_errors():
+        from render.core.errors import UsageError
         from render.engine import Engine
-        from render.errors import UsageError
 
         engine = Engine(opts.model, variant=opts.variant(), parallel=opts.parallel)
         settings = engine.settings(opts.flags)
@@ -62,7 +62,7 @@ def _execute(command: str, opts: StageOptions, inputs: Callable[[], _Inputs], **
 
 def _prompts(prompts: list[str] | None, prompts_file: Path | None) -> Callable[[], _Inputs]:
     def gather() -> _Inputs:
-        from render.batch import gather_items
+        from render.files.batch import gather_items
 
         return _Inputs(*gather_items(prompts or [], prompts_file))
 
@@ -91,9 +91,9 @@ def render(
     With --prompts, each item's embeddings are found by content in the workdir or the cache (from `hyv encode`)."""
 
     def gather() -> _Inputs:
-        from render.batch import read_prompt_file
-        from render.errors import UsageError
-        from render.items import Item
+        from render.core.errors import UsageError
+        from render.core.items import Item
+        from render.files.batch import read_prompt_file
 
         got = _Inputs([Item(embeddings=p, source=str(p)) for p in embeddings or []])
         if prompts_file is not None:
@@ -117,7 +117,7 @@ def decode(latents: LatentsArgs, *, opts: StageOptions) -> None:
     """Latents -> an mp4 per artifact (or --format png: a folder of frames), with a manifest beside it."""
 
     def gather() -> _Inputs:
-        from render.items import Item
+        from render.core.items import Item
 
         return _Inputs([Item(latents=p, source=str(p)) for p in latents])
 

@@ -25,10 +25,10 @@ def check(
     """Which layout, and which components are present, missing or corrupt (truncated files, tensors that do not fit
     the config). Reads headers only."""
     with reported_errors():
-        from render.errors import WeightsError
-        from render.loading import resolve_model
-        from render.weights.check import check_component
-        from render.weights.variant import DiTVariant
+        from render.core.errors import WeightsError
+        from render.model.check import check_component
+        from render.model.loading import resolve_model
+        from render.model.variant import DiTVariant
 
         quiet_libraries()
         ref = resolve_model(directory or model)
@@ -68,8 +68,8 @@ def convert(
 ) -> None:
     """Write an original-layout model in the diffusers layout (sharded safetensors) so later runs load fast."""
     with reported_errors():
-        from render.loading import resolve_model
-        from render.weights.convert import convert_model
+        from render.model.convert import convert_model
+        from render.model.loading import resolve_model
 
         quiet_libraries()
         out = convert_model(resolve_model(src), dst, force=force, max_shard_size=shard)
@@ -92,7 +92,7 @@ def prepare_text_encoder(
     """The Llama language model and tokenizer out of the LLaVA checkpoint, on the CPU, one shard in memory at a
     time (upstream's script needs GPU 0)."""
     with reported_errors():
-        from render.weights.text_encoder import prepare_text_encoder as prepare
+        from render.model.text_encoder import prepare_text_encoder as prepare
 
         quiet_libraries()
         out = prepare(src, dst, dtype_name=dtype, max_shard_size=shard, force=force)
@@ -111,8 +111,8 @@ def download(
 ) -> None:
     """Fetch the weights through huggingface_hub: sizes first, then a resumable download."""
     with reported_errors():
-        from render.weights.download import download as fetch
-        from render.weights.download import fetch_list, planned_sizes
+        from render.model.download import download as fetch
+        from render.model.download import fetch_list, planned_sizes
 
         fetches = fetch_list(layout, fp8)
         sizes = planned_sizes(fetches)

@@ -7,10 +7,10 @@
 Importing this package is cheap: torch and diffusers are imported by the modules that need them, when needed.
 """
 
+from render.core.items import Item, Outcome, Report
+from render.core.resolve import Flags
+from render.core.settings import Settings
 from render.engine import Engine
-from render.items import Item, Outcome, Report
-from render.resolve import Flags
-from render.settings import Settings
 
 __version__ = "0.1.0"
 __all__ = ["Engine", "Flags", "Item", "Outcome", "Report", "Settings", "__version__"]

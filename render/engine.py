@@ -19,20 +19,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from render.errors import SettingsError
-from render.items import Item, Report
-from render.loading import ModelRef, check_components, check_devices, resolve_model, resolve_placement
-from render.models import Loaded, Models
-from render.progress import NullProgress, Progress
-from render.resolve import Flags, resolve_settings
-from render.settings import Placement, Settings
-from render.weights.variant import DiTVariant
+from render.core.errors import SettingsError
+from render.core.items import Item, Report
+from render.core.progress import NullProgress, Progress
+from render.core.resolve import Flags, resolve_settings
+from render.core.settings import Placement, Settings
+from render.model.loading import ModelRef, check_components, check_devices, resolve_model, resolve_placement
+from render.model.variant import DiTVariant
+from render.run.models import Loaded, Models
 
 if TYPE_CHECKING:
-    from render.denoise import DiTInfo
-    from render.encode import TextEncoderStage
-    from render.parallel import Group
     from render.plan import Plan
+    from render.sampling.parallel import Group
+    from render.stages.encode import TextEncoderStage
+    from render.stages.render import DiTInfo
 
 Policy = Literal["free-after-stage", "keep-warm"]
 POLICIES: tuple[str, ...] = ("free-after-stage", "keep-warm")
@@ -40,14 +40,14 @@ ItemLike = Item | str | Path
 
 
 def _mirrored(method: Callable[..., Report]) -> Callable[..., Report]:
-    """An API call that, in a --parallel job, rank 0 leads and the other ranks mirror (render.mirror): they run
+    """An API call that, in a --parallel job, rank 0 leads and the other ranks mirror (render.sampling.mirror): they run
     its DiT forwards and return its report or raise its error."""
 
     @functools.wraps(method)
     def call(self: Engine, *args: Any, **kwargs: Any) -> Report:
         if self.parallel is None:
             return method(self, *args, **kwargs)
-        from render.mirror import follow, lead
+        from render.sampling.mirror import follow, lead
 
         report: Report = lead(self, lambda: method(self, *args, **kwargs)) if self.primary else follow(self)
         return report
@@ -71,8 +71,8 @@ class Engine(Models):
         `enable_cache` when it loads; part of every render key. `attention_kwargs` go to every DiT forward.
         `variant`: the DiT's weights (FP8, a GGUF or original file, LoRAs); part of every render key.
         `parallel` ("ulysses:N", "ring:N", "ulysses:A,ring:B"): context parallel over the ranks of a torchrun
-        job (render.parallel); every rank makes the same calls, rank 0 does the work and the others mirror its
-        DiT forwards (render.mirror)."""
+        job (render.sampling.parallel); every rank makes the same calls, rank 0 does the work and the others mirror its
+        DiT forwards (render.sampling.mirror)."""
         if policy not in POLICIES:
             raise SettingsError(f"unknown policy {policy!r}; use {' or '.join(POLICIES)}")
         self.model = model if isinstance(model, ModelRef) else resolve_model(model)
@@ -95,7 +95,7 @@ class Engine(Models):
         if parallel is not None:
             if cache is not None:
                 raise SettingsError("a step cache and --parallel do not go together (ranks would skip apart)")
-            from render.parallel import join
+            from render.sampling.parallel import join
 
             self.parallel = join(parallel)  # collective: joins torchrun's process group
 
@@ -119,16 +119,16 @@ class Engine(Models):
 
     def identity(self, *components: str) -> str:
         """Weights identity of some components (configs hashed, weights sampled), computed once."""
-        from render.hashing import weights_identity
+        from render.core.hashing import weights_identity
 
         if components not in self._identities:
             self._identities[components] = weights_identity(*(self.model.component(c) for c in components))
         return self._identities[components]
 
     def dit_info(self) -> DiTInfo:
-        from render.denoise import DiTInfo
-        from render.loading import vae_factors
-        from render.weights.dit import dit_config
+        from render.model.dit import dit_config
+        from render.model.loading import vae_factors
+        from render.stages.render import DiTInfo
 
         if self._dit_info is None:
             self.require("render")
@@ -145,7 +145,7 @@ class Engine(Models):
 
     def encode_stage(self) -> TextEncoderStage:
         """The tokenizers and cache keys of the text encoders (the encoders themselves load on first use)."""
-        from render.encode import TextEncoderStage
+        from render.stages.encode import TextEncoderStage
 
         if self._encode_stage is None:
             self.require("encode")
@@ -206,7 +206,7 @@ class Engine(Models):
         progress: Progress | None = None,
     ) -> Report:
         """Prompts -> embeddings, one outcome per item (status done, cached or failed)."""
-        from render import pipeline
+        from render.run import pipeline
 
         s = self._call_settings(settings, "encode")
         return pipeline.encode(self, _items(items), s, Path(workdir), use_cache, progress or NullProgress())
@@ -223,7 +223,7 @@ class Engine(Models):
         progress: Progress | None = None,
     ) -> Report:
         """Embeddings (given, or found by the prompt's content key) -> latents, one outcome per video."""
-        from render import pipeline
+        from render.run import pipeline
 
         s = self._call_settings(settings, "render")
         return pipeline.render(
@@ -240,7 +240,7 @@ class Engine(Models):
         progress: Progress | None = None,
     ) -> Report:
         """Latents -> videos with their manifests, one outcome per item."""
-        from render import pipeline
+        from render.run import pipeline
 
         s = self._call_settings(settings, "decode")
         return pipeline.decode(self, _items(items), s, Path(workdir), progress or NullProgress())
@@ -259,14 +259,14 @@ class Engine(Models):
         ray: str | None = None,
     ) -> Report:
         """Prompts -> videos, stage-major: every encode, then every render, then every decode. `gpus`: that many
-        worker processes, one per device, each with its own items (render.workers); `ray`: the batch on a Ray
-        cluster at that address, or "auto" (render.raycluster)."""
-        from render import pipeline
+        worker processes, one per device, each with its own items (render.scale.workers); `ray`: the batch on a Ray
+        cluster at that address, or "auto" (render.scale.raycluster)."""
+        from render.run import pipeline
 
         s = self._call_settings(settings)  # devices: checked in pipeline.run, after the run index
         args = (_items(items), s, Path(workdir), resume, use_cache, progress or NullProgress())
         if gpus is not None or ray is not None:
-            from render.scaleout import run_scaled
+            from render.scale.scaleout import run_scaled
 
             return run_scaled(self, *args, gpus=gpus, ray=ray)
         return pipeline.run(self, *args)

@@ -30,7 +30,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from render.errors import UsageError
+from render.core.errors import UsageError
 from serve.app import Conflict, NotFound, Submitted
 from serve.files import send_file, static_file
 from serve.spec import RequestError

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from render.errors import UsageError
+from render.core.errors import UsageError
 from serve import gallery
 from serve.spec import RequestError, parse
 from serve.store import Job, JobStore

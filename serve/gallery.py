@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from render.artifacts import read_manifest
-from render.errors import HyvError
+from render.core.errors import HyvError
+from render.files.artifacts import read_manifest
 
 MAX_VIDEOS = 200
 SAMPLING = ("frames", "height", "width", "steps", "guidance", "shift", "cfg_scale")

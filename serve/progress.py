@@ -1,4 +1,4 @@
-"""Per-job, per-step progress from the engine's `render.progress.Progress` events.
+"""Per-job, per-step progress from the engine's `render.core.progress.Progress` events.
 
 One engine call runs the videos of several jobs stage-major; its events name items by label (the encode stage
 by prompt, the render stage by the item's label, the decode stage by the video's file name, which starts with
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from render.naming import slug
+from render.core.naming import slug
 
 if TYPE_CHECKING:
     from serve.store import Job, JobStore
@@ -49,7 +49,7 @@ class Unit:
 
 
 class JobProgress:
-    """`render.progress.Progress` for the job store."""
+    """`render.core.progress.Progress` for the job store."""
 
     def __init__(self, store: JobStore, units: list[Unit], should_stop: Callable[[], bool]) -> None:
         self.store = store

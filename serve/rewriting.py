@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from render.items import Item
+from render.core.items import Item
 
 
 def rewrite_items(

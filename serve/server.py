@@ -15,7 +15,7 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from render.errors import UsageError
+from render.core.errors import UsageError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 DEFAULT_HOST = "127.0.0.1"

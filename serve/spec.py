@@ -5,8 +5,8 @@
     {"items": [{"prompt": "...", "seed": 3, "num_videos": 2, "name": "take-1"}], "guidance": 5.0}
     {"prompt": "a cat", "rewrite": {"mode": "normal", "endpoint": "http://127.0.0.1:8000/v1", "api_model": "m"}}
 
-Settings are `hyv run`'s, named as in `render.resolve.Flags` (`neg_prompt`, `num_videos`, ...), except the
-placement (`device`, `dtype`), which is the server's. Items are `.jsonl` records (`render.batch.parse_record`).
+Settings are `hyv run`'s, named as in `render.core.resolve.Flags` (`neg_prompt`, `num_videos`, ...), except the
+placement (`device`, `dtype`), which is the server's. Items are `.jsonl` records (`render.files.batch.parse_record`).
 The library checks everything (`engine.settings(Flags(...))`, `RenderSettings.with_overrides`): a bad request
 is one `RequestError` naming its field, and nothing is queued.
 """
@@ -17,12 +17,12 @@ import dataclasses
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
-from render.batch import LineError, parse_record
-from render.errors import UsageError
-from render.hashing import key_of
-from render.items import Item
-from render.resolve import Flags
-from render.settings import DEFAULTS, ITEM_OVERRIDES, RenderSettings, Settings
+from render.core.errors import UsageError
+from render.core.hashing import key_of
+from render.core.items import Item
+from render.core.resolve import Flags
+from render.core.settings import DEFAULTS, ITEM_OVERRIDES, RenderSettings, Settings
+from render.files.batch import LineError, parse_record
 
 if TYPE_CHECKING:
     from render.engine import Engine

@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from render.errors import UsageError
-from render.fsutil import write_text_atomic
+from render.core.errors import UsageError
+from render.core.fsutil import write_text_atomic
 
 STATES = ("queued", "running", "done", "stopped", "failed", "cancelled")
 FINISHED = ("done", "stopped", "failed", "cancelled")

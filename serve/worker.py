@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from render.errors import HyvError, out_of_memory
-from render.items import Item, Outcome
+from render.core.errors import HyvError, out_of_memory
+from render.core.items import Item, Outcome
 from serve.progress import Interrupted, JobProgress, Unit
 from serve.spec import JobSpec, parse
 from serve.store import Job, JobStore

@@ -14,9 +14,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from render.artifacts import is_valid
-from render.batch import read_prompt_file
-from render.video import read_mp4
+from render.files.artifacts import is_valid
+from render.files.batch import read_prompt_file
+from render.files.video import read_mp4
 from tests.conftest import PENGUIN, SMALL_ARGS, Cli, hyv_cmd, hyv_proc
 
 PROMPTS = [
@@ -356,8 +356,8 @@ def test_cache_commands(tiny_model: Path, tmp_path: Path, cli: Cli, _private_cac
 def test_cache_key_changes_with_weights(tiny_model: Path, tmp_path: Path) -> None:
     import shutil
 
+    from render.core.settings import EncodeSettings
     from render.engine import Engine
-    from render.settings import EncodeSettings
 
     copy = tmp_path / "copy"
     shutil.copytree(tiny_model, copy)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from render.loading import BUNDLED_DEMO
+from render.model.loading import BUNDLED_DEMO
 from tests.conftest import Cli
 
 
@@ -80,7 +80,7 @@ class Demo:
         return self.engine.family.conditioning(t)
 
     def latents(self, cond: Any, seed: int = 42, reverse: bool = False) -> Any:
-        from render.sample import denoise, initial_noise, set_schedule
+        from render.sampling.sample import denoise, initial_noise, set_schedule
 
         s = self.settings.render
         shape = self.engine.dit_info().latent_shape(s)
@@ -102,7 +102,7 @@ class Demo:
         )
 
     def frames(self, latents: Any) -> np.ndarray:
-        from render.decode import decode_frames
+        from render.stages.decode import decode_frames
 
         return np.asarray(decode_frames(self.vae.module, self.vae.device, latents, tiling=True))
 

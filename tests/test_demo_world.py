@@ -7,7 +7,7 @@ from pathlib import Path
 
 from render.demo.evaluate import evaluate_video
 from render.demo.world import caption, held_out_captions, parse_caption, random_scene, render
-from render.video import write_mp4
+from render.files.video import write_mp4
 
 
 def test_evaluator_passes_true_videos_and_fails_wrong_ones(tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from render import Engine, Flags, Item, Settings
-from render.errors import ModelNotFoundError, SettingsError
-from render.resolve import resolve_settings
+from render.core.errors import ModelNotFoundError, SettingsError
+from render.core.resolve import resolve_settings
 from tests.conftest import REPO
 
 PROMPTS = ["A cat walks on the grass.", "Rain falls on a quiet street."]
@@ -123,7 +123,7 @@ def test_a_job_on_another_placement_reloads_the_dit(tiny_model: Path, tmp_path: 
     b = engine.run([PROMPTS[0]], bf16, workdir=tmp_path).outcomes[0]
     assert engine.loads["transformer"] == 2
     assert a.latents != b.latents  # the dtype is part of the render key
-    from render.artifacts import read_manifest
+    from render.files.artifacts import read_manifest
 
     assert b.latents is not None and read_manifest(b.latents)[1]["model"]["dtype"] == "bfloat16"
 

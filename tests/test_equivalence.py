@@ -13,8 +13,8 @@ import torch
 from safetensors.torch import load_file
 
 from render.engine import Engine
-from render.loading import BUNDLED_DEMO
-from render.templates import VIDEO_TEMPLATE
+from render.model.loading import BUNDLED_DEMO
+from render.model.templates import VIDEO_TEMPLATE
 from tests.conftest import SMALL_ARGS, Cli
 
 PROMPT = "A cat walks on the grass, realistic style."
@@ -78,7 +78,7 @@ def test_latents_and_frames_equal_diffusers(tiny_model: Path, tmp_path: Path, cl
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)  # padding dropped: rounding only
 
     # Decoding: diffusers' frames in [0, 1] against ours, through the same VAE.
-    from render.decode import decode_frames
+    from render.stages.decode import decode_frames
 
     ref_np = pipe(**{**kwargs, "generator": torch.Generator("cpu").manual_seed(42)}, output_type="np").frames[
         0

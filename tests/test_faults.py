@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from render.artifacts import read_artifact, write_artifact
-from render.video import read_mp4
+from render.files.artifacts import read_artifact, write_artifact
+from render.files.video import read_mp4
 from tests.conftest import SMALL_ARGS, Cli, hyv_cmd, hyv_proc
 
 PROMPT = "A cat walks on the grass, realistic style."
@@ -63,12 +63,12 @@ def test_no_video_without_its_manifest(
     tiny_model: Path, tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The disk fills up as the manifest is written: the video must not stand under its final name."""
-    import render.decode
+    import render.stages.decode
 
     def full(path: Path, text: str) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(render.decode, "write_text_atomic", full)
+    monkeypatch.setattr(render.stages.decode, "write_text_atomic", full)
     r = cli("run", PROMPT, "--model", tiny_model, *SMALL_ARGS, "--workdir", tmp_path)
     assert r.exit_code == 1 and "No space left" in _error_line(r.stderr)
     assert not list((tmp_path / "videos").iterdir())  # neither the mp4 nor a temporary file

@@ -31,8 +31,8 @@ def test_offload_modes_run_on_the_cpu_and_change_nothing(tiny_model: Path, tmp_p
     # the mechanism really is installed: diffusers' group offloading hooks on the DiT's blocks
     from diffusers.hooks import HookRegistry
 
+    from render.core.settings import Placement
     from render.engine import Engine
-    from render.settings import Placement
 
     engine = Engine(tiny_model)
     dit = engine.transformer(Placement(device="cpu", offload="group")).module
@@ -46,7 +46,7 @@ def test_offload_modes_run_on_the_cpu_and_change_nothing(tiny_model: Path, tmp_p
 
 def test_placement_decisions_for_a_gpu() -> None:
     """What each mode means on CUDA (no GPU here: the decisions are checked, the GPU run is not)."""
-    from render.offload import decide
+    from render.model.offload import decide
 
     assert decide("none", "cuda:1").resident == "cuda:1"
     model = decide("model", "cuda")
@@ -59,7 +59,7 @@ def test_placement_decisions_for_a_gpu() -> None:
 
 
 def test_per_stage_devices(tiny_model: Path, tmp_path: Path, cli: Cli) -> None:
-    from render.resolve import Flags, resolve_settings
+    from render.core.resolve import Flags, resolve_settings
 
     s = resolve_settings(Flags(device="cpu", text_encoder_device="cuda:1", vae_device="cpu", offload="group"))
     assert (s.encode.placement.device, s.render.placement.device, s.decode.placement.device) == ("cuda:1", "cpu", "cpu")
@@ -83,7 +83,7 @@ def test_plan_of_the_real_13b_configs(tmp_path: Path) -> None:
         assert word in p.stdout
     assert took < 60  # measured ~8 s on 2 shared cores, imports included
     from render.engine import Engine
-    from render.weights.variant import DiTVariant
+    from render.model.variant import DiTVariant
 
     def render_plan(**variant: Any) -> Any:
         engine = Engine(real, variant=DiTVariant(**variant))
@@ -155,7 +155,7 @@ def warm_engine(tiny_model: Path) -> Any:
 
 
 def test_vae_decode_backs_off_and_never_loses_a_render(warm_engine: Any, tmp_path: Path) -> None:
-    from render.items import Item
+    from render.core.items import Item
 
     e = warm_engine
     s = e.settings(frames=9, height=96, width=96, steps=2, device="cpu")

@@ -17,8 +17,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from render.parallel import ParallelSpec, parse_parallel
-from render.workers import cpu_threads
+from render.sampling.parallel import ParallelSpec, parse_parallel
+from render.scale.workers import cpu_threads
 from tests.conftest import SMALL_ARGS, Cli, hyv_cmd, hyv_proc
 
 PROMPTS = [

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from render.artifacts import read_manifest
-from render.video import read_mp4
+from render.files.artifacts import read_manifest
+from render.files.video import read_mp4
 from tests.conftest import Cli
 from tests.serve_harness import Server
 

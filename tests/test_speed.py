@@ -13,9 +13,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from render.artifacts import read_manifest
 from render.engine import Engine
-from render.templates import VIDEO_TEMPLATE
+from render.files.artifacts import read_manifest
+from render.model.templates import VIDEO_TEMPLATE
 from tests.conftest import SMALL_ARGS, Cli
 
 PROMPT = "A cat walks on the grass, realistic style."
@@ -61,7 +61,7 @@ def test_heads_first_processor_equals_diffusers(tiny_model: Path, padded: bool) 
     diffusers' own, through a whole DiT forward: double and single blocks, with and without padded text tokens."""
     from diffusers import HunyuanVideoTransformer3DModel
 
-    from render.attention import install_processors, set_backend
+    from render.sampling.attention import install_processors, set_backend
 
     tr = HunyuanVideoTransformer3DModel.from_pretrained(str(tiny_model / "transformer")).eval()
     g = torch.Generator().manual_seed(0)
@@ -103,8 +103,8 @@ def test_an_unavailable_attention_is_one_line(
 
 
 def test_teacache_skips_steps_but_never_the_first_or_last(tiny_model: Path) -> None:
-    from render.sample import denoise, initial_noise, set_schedule
-    from render.teacache import TeaCacheConfig, apply_teacache, remove_teacache, skip_counts
+    from render.sampling.sample import denoise, initial_noise, set_schedule
+    from render.sampling.teacache import TeaCacheConfig, apply_teacache, remove_teacache, skip_counts
 
     engine = Engine(tiny_model, policy="keep-warm")
     s = engine.settings(frames=9, height=32, width=32, steps=10)

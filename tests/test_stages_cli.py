@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from render.video import read_mp4
+from render.files.video import read_mp4
 from tests.conftest import SMALL_ARGS, Cli, hyv_proc
 
 PROMPT = "A cat walks on the grass, realistic style."
@@ -267,7 +267,7 @@ def test_template_frames_mismatch(tiny_model: Path, tmp_path: Path, cli: Cli) ->
 def test_nan_latents_fail_decode_without_output(tiny_model: Path, tmp_path: Path, cli: Cli) -> None:
     r = cli("run", PROMPT, "--model", tiny_model, *SMALL_ARGS, "--json", "--workdir", tmp_path)
     lat_path = Path(json.loads(r.stdout)["videos"][0]["latents"])
-    from render.artifacts import read_artifact, write_artifact
+    from render.files.artifacts import read_artifact, write_artifact
 
     art = read_artifact(lat_path, "latents")
     bad = tmp_path / "nan.safetensors"

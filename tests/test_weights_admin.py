@@ -114,7 +114,7 @@ def _tiny_llava(src: Path, tokenizer_dir: Path, hidden: int, layers: int, vocab:
     language_model.model.*, language_model.lm_head, vision_tower.*, multi_modal_projector.*), sharded."""
     from transformers import CLIPVisionConfig, LlamaConfig, LlamaForCausalLM, LlavaConfig
 
-    from render.weights.shards import write_shards
+    from render.model.shards import write_shards
 
     text = LlamaConfig(
         vocab_size=vocab, hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
@@ -150,8 +150,8 @@ def test_prepare_text_encoder_streams_the_language_model(tiny_model: Path, tmp_p
     # peak memory: one shard at a time, not the model (measured in a fresh process, imports done first)
     total = sum(f.stat().st_size for f in src.glob("*.safetensors"))
     script = (
-        "import sys; from pathlib import Path; from render.manifest import StageMeter; "
-        "from render.weights.text_encoder import prepare_text_encoder; import safetensors.torch; "
+        "import sys; from pathlib import Path; from render.files.manifest import StageMeter; "
+        "from render.model.text_encoder import prepare_text_encoder; import safetensors.torch; "
         "from transformers import AutoTokenizer, LlamaConfig; "  # code is not what is measured
         "m = StageMeter.start(); "
         "prepare_text_encoder(Path(sys.argv[1]), Path(sys.argv[2]), max_shard_size='6MB'); "
@@ -170,8 +170,8 @@ def test_prepare_text_encoder_streams_the_language_model(tiny_model: Path, tmp_p
 
 @pytest.mark.parametrize("spec", ["missing.safetensors", "missing.safetensors:0.5"])
 def test_lora_spec_parsing(spec: str, tmp_path: Path) -> None:
-    from render.errors import UsageError
-    from render.weights.variant import LoraSpec
+    from render.core.errors import UsageError
+    from render.model.variant import LoraSpec
 
     with pytest.raises(UsageError):
         LoraSpec.parse(str(tmp_path / spec))

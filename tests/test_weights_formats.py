@@ -82,7 +82,7 @@ def test_conversion_matches_diffusers_on_the_real_13b_shapes() -> None:
     from diffusers import HunyuanVideoTransformer3DModel
     from diffusers.loaders.single_file_utils import convert_hunyuan_video_transformer_to_diffusers
 
-    from render.weights.original import convert_dit_state_dict, infer_dit_config
+    from render.model.original import convert_dit_state_dict, infer_dit_config
 
     with torch.device("meta"):
         model = HunyuanVideoTransformer3DModel()
@@ -104,9 +104,9 @@ def test_tencent_fp8_and_fp8_storage(
     """Tencent's scaled fp8 checkpoint keeps fp8 weights and applies the scales; --fp8 on the full-precision
     weights stores them in fp8. Measured on this tiny model: latents rel. error 0.0023 (scaled) and 0.015
     (unscaled storage)."""
+    from render.core.settings import Placement
     from render.engine import Engine
-    from render.settings import Placement
-    from render.weights.variant import DiTVariant
+    from render.model.variant import DiTVariant
 
     engine = Engine(original, variant=DiTVariant(fp8=True))
     tr = engine.transformer(Placement(device="cpu")).module
@@ -135,9 +135,9 @@ def test_gguf_dit_files(small_model: Path, tmp_path: Path, cli: Cli) -> None:
     quantised. Measured on the small model: latents rel. error 2e-4 (Q8_0), 4e-3 (Q4_0)."""
     from diffusers.quantizers.gguf.utils import GGUFParameter
 
-    from render.loading import load_transformer, resolve_model
-    from render.settings import Placement
-    from render.weights.variant import DiTVariant
+    from render.core.settings import Placement
+    from render.model.loading import load_transformer, resolve_model
+    from render.model.variant import DiTVariant
 
     sd = load_file(str(small_model / "transformer" / "diffusion_pytorch_model.safetensors"))
     orig = diffusers_to_original(sd)
@@ -179,9 +179,9 @@ def loras(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
 def test_loras_in_every_format_equal_the_merged_weights(tiny_model: Path, loras: dict[str, Any]) -> None:
     from diffusers import HunyuanVideoTransformer3DModel
 
-    from render.loading import load_transformer, resolve_model
-    from render.settings import Placement
-    from render.weights.variant import DiTVariant, LoraSpec
+    from render.core.settings import Placement
+    from render.model.loading import load_transformer, resolve_model
+    from render.model.variant import DiTVariant, LoraSpec
 
     torch.manual_seed(0)
     x = torch.randn(1, 4, 3, 8, 8)

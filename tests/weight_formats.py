@@ -2,7 +2,7 @@
 Tencent's original layout (DiT under "module", VAE with "vae." prefixes and Tencent's config), Tencent's scaled fp8
 + scale map, city96-style GGUF, and LoRAs in the diffusers, original and musubi-tuner/kohya formats.
 
-The diffusers -> original mapping here is written independently of hyv's reader (render.weights.original), from
+The diffusers -> original mapping here is written independently of hyv's reader (render.model.original), from
 the documented key mapping (../shared/docs/hunyuanvideo-facts.md, "Weights layouts"), so a test that round-trips
 through both checks one against the other.
 """
@@ -255,7 +255,7 @@ def merged_weights(sd: dict[str, torch.Tensor], lora: dict[str, torch.Tensor], s
             module = key.removeprefix("diffusion_model.").removesuffix(".lora_A.weight")
             b = lora[key.replace(".lora_A.", ".lora_B.")]
             orig[f"{module}.weight"] = orig[f"{module}.weight"] + scale * (b @ lora[key])
-    from render.weights.original import convert_dit_state_dict
+    from render.model.original import convert_dit_state_dict
 
     hidden = sd["x_embedder.proj.weight"].shape[0]
     return convert_dit_state_dict(orig, hidden, "oracle")

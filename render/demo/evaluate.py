@@ -108,7 +108,7 @@ def evaluate_frames(frames: np.ndarray, text: str) -> EvalResult:
 
 
 def evaluate_video(path: Path | str, text: str) -> EvalResult:
-    from render.video import read_mp4
+    from render.files.video import read_mp4
 
     frames, _ = read_mp4(Path(path))
     return evaluate_frames(frames, text)

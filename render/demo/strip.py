@@ -22,7 +22,7 @@ def write_strip(video: Path, out: Path, caption: str = "", n: int = 6, scale: in
     """Write a PNG strip of `video` (an mp4) to `out`."""
     from PIL import Image
 
-    from render.video import read_mp4
+    from render.files.video import read_mp4
 
     frames, _ = read_mp4(video)
     img = strip_image(frames, n, scale)

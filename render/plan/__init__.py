@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 from render.plan.planner import GPU_DTYPES, Plan, StagePlan
 
 if TYPE_CHECKING:
-    from render.settings import Settings
-    from render.weights.model import ModelRef
-    from render.weights.variant import DiTVariant
+    from render.core.settings import Settings
+    from render.model.ref import ModelRef
+    from render.model.variant import DiTVariant
 
 __all__ = ["Plan", "StagePlan", "free_memory", "make_plan", "plan_device"]
 
@@ -35,7 +35,7 @@ def _dtype(stage: str, device: str, name: str) -> object:
 
 def _crop_start(model: ModelRef, frames: int) -> int:
     """Template tokens before the prompt, from the model's tokenizer when it has one (Llama-3: 95 / 36)."""
-    from render.templates import compute_crop_start, template_for
+    from render.model.templates import compute_crop_start, template_for
 
     name, text = template_for(frames)
     d = model.component("tokenizer")
@@ -53,9 +53,9 @@ def make_plan(
     stages: tuple[str, ...] = ("encode", "render", "decode"),
 ) -> Plan:
     """The plan for these settings (sizes, text length, tiling, each stage's device and dtype) and DiT variant."""
-    from render.loading import vae_factors
+    from render.model.dit import dit_config
+    from render.model.loading import vae_factors
     from render.plan.planner import plan_decode, plan_encode, plan_render
-    from render.weights.dit import dit_config
 
     r = settings.render
     channels, t, s = vae_factors(model)
@@ -99,7 +99,7 @@ def summary(plan: Plan, free: int | None) -> dict[str, object]:
     """The plan as JSON: per stage its device, dtype, weights, activations and peak per mode; the run's peak per
     mode (the largest stage: the engine frees each stage's models after it); every model resident at once
     (upstream's way); and, given the free memory, which modes fit and what --offload auto picks per stage."""
-    from render.offload import CONCRETE_MODES
+    from render.model.offload import CONCRETE_MODES
 
     stages = [
         {

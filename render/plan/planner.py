@@ -3,7 +3,7 @@
 The real modules are built on the meta device from the model's configs (no weights needed) and run on meta
 tensors of the exact shapes under a memory tracker (render.plan.tracker): activations are measured, not
 estimated. Weights are counted per module in their storage dtype (fp8: 1 byte; GGUF: the file's bytes). A mode
-then decides which weights are on the device while a stage computes (render.offload):
+then decides which weights are on the device while a stage computes (render.model.offload):
 
 - none: every model of the stage, whole (the engine frees a stage's models after it: peak = the largest stage);
 - model: one model at a time, whole (the text encoders take turns);
@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from render.offload import CONCRETE_MODES
+from render.model.offload import CONCRETE_MODES
 from render.plan.tracker import FusedAttention, MemoryTracker, memoize_forward, memoize_inplace
 
 if TYPE_CHECKING:
-    from render.weights.model import ModelRef
-    from render.weights.variant import DiTVariant
+    from render.model.ref import ModelRef
+    from render.model.variant import DiTVariant
 
 GPU_DTYPES = {"encode": torch.float16, "render": torch.bfloat16, "decode": torch.float16}
 
@@ -158,7 +158,7 @@ def _meta(t: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
 
 
 def plan_encode(model: ModelRef, device: str, dtype: torch.dtype, text_len: int, crop: int) -> StagePlan:
-    from render.weights.check import meta_module
+    from render.model.check import meta_module
 
     fam = model.family
     comps = []
@@ -175,8 +175,8 @@ def plan_encode(model: ModelRef, device: str, dtype: torch.dtype, text_len: int,
 def plan_render(
     model: ModelRef, variant: DiTVariant, device: str, dtype: torch.dtype, latent: tuple[int, ...], text_len: int
 ) -> StagePlan:
-    from render.weights.check import meta_module
-    from render.weights.dit import dit_config, dit_source
+    from render.model.check import meta_module
+    from render.model.dit import dit_config, dit_source
 
     config = dit_config(model, variant)
     m = meta_module(model.family.component_classes["transformer"], config, model.component("transformer"))
@@ -211,8 +211,8 @@ def plan_render(
 def plan_decode(
     model: ModelRef, device: str, dtype: torch.dtype, latent: tuple[int, ...], tiling: bool
 ) -> StagePlan:
-    from render.decode import frames_from_decoded
-    from render.weights.check import meta_module
+    from render.model.check import meta_module
+    from render.stages.decode import frames_from_decoded
 
     m = meta_module(model.family.component_classes["vae"], model.config("vae"), model.component("vae"))
     m = _cast(m, dtype)
@@ -250,8 +250,8 @@ def _fp8_layers(model: ModelRef, variant: DiTVariant, m: torch.nn.Module) -> tup
 def _gguf_sizes(path: Any, m: torch.nn.Module, dtype: torch.dtype, sizes: dict[str, int]) -> dict[str, int]:
     """Per-layer bytes of a GGUF DiT: a quantised weight's bytes in the file (split by rows where one original
     tensor becomes several layers) + its bias in the compute dtype; other layers as counted."""
-    from render.weights.files import gguf_tensor_bytes
-    from render.weights.original import map_module, split_key
+    from render.model.original import map_module, split_key
+    from render.model.weightfiles import gguf_tensor_bytes
 
     found = gguf_tensor_bytes(path)
     hidden = found["img_in.proj.weight"][1][0] if "img_in.proj.weight" in found else 0

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import vllm_harness as vh
 
-from render.artifacts import read_manifest
-from render.batch import read_prompt_file
+from render.files.artifacts import read_manifest
+from render.files.batch import read_prompt_file
 from tests.serve_harness import Server
 
 pytestmark = pytest.mark.vllm

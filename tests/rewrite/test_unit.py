@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from render.batch import read_prompt_file
+from render.files.batch import read_prompt_file
 from rewrite.api import ItemResult, RewriteReport, rewrite_batch, write_jsonl
 from rewrite.cache import cache_get, cache_key, cache_put
 from rewrite.clean import clean_rewrite

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import vllm_harness as vh
 
-from render.batch import read_prompt_file
+from render.files.batch import read_prompt_file
 
 pytestmark = pytest.mark.vllm
 

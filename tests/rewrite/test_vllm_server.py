@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import vllm_harness as vh
 
-from render.batch import read_prompt_file
+from render.files.batch import read_prompt_file
 from rewrite.clean import clean_rewrite
 from rewrite.instructions import packaged_instruction
 

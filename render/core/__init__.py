@@ -1,0 +1,1 @@
+"""Layer 1: settings, errors, items, hashing and file-system helpers; imports nothing else of hyv."""

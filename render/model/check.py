@@ -1,0 +1,155 @@
+"""Is a model whole? Which components are present, missing or corrupt: truncated files (safetensors headers against
+file sizes, `.pt` zip directories, GGUF headers) and tensors whose names or shapes do not fit the module built on
+the meta device from the component's config. Reads headers only, so it takes seconds on the real 13B model.
+
+`hyv models check` prints every component's status; `Engine.require` runs the same check for a stage's
+components before the stage starts (a truncated VAE fails `hyv run` before anything is encoded)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from render.core.errors import ModelNotFoundError, WeightsError
+from render.model.layout import ORIGINAL
+
+if TYPE_CHECKING:
+    from render.model.ref import ModelRef
+    from render.model.variant import DiTVariant
+
+Shapes = dict[str, tuple[int, ...]]
+
+
+@dataclass
+class Status:
+    name: str
+    state: str = "ok"  # ok | missing | corrupt
+    detail: str = ""
+    files: list[str] = field(default_factory=list)
+    bytes: int = 0
+
+
+def folder_shapes(directory: Path) -> Shapes:
+    """Tensor shapes of a component folder (every shard; a shard its index names but that is absent is an error)."""
+    from render.model.weightfiles import file_shapes, weight_files
+
+    index = next(iter(sorted(directory.glob("*.safetensors.index.json"))), None)
+    if index is not None:
+        try:
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise WeightsError(f"{index} is not a valid safetensors index") from None
+        for s in sorted(shards):
+            if not (directory / s).is_file():
+                raise WeightsError(f"{directory / s} is missing (named by {index.name})")
+    files = weight_files(directory)
+    if not files:
+        raise ModelNotFoundError(f"{directory} holds no weight files (.safetensors, .bin, .pt)")
+    shapes: Shapes = {}
+    for f in files:
+        shapes.update(file_shapes(f))
+    return shapes
+
+
+def meta_module(family_class: str, config: dict[str, Any], directory: Path) -> Any:
+    """The component's module built on the meta device from its config: names and shapes, no memory."""
+    import torch
+
+    lib, name = family_class.split(".", 1)
+    cls = getattr(importlib.import_module(lib), name)
+    with torch.device("meta"):
+        if lib == "diffusers":
+            return cls.from_config(config)
+        return cls(cls.config_class.from_pretrained(directory))
+
+
+def compare(expected: Shapes, found: Shapes, where: str) -> None:
+    """Raise WeightsError when tensors are missing or shaped differently. Found names may carry one common prefix
+    ("model." of a LlamaForCausalLM, "text_model." of a full CLIP checkpoint); extra tensors are ignored."""
+    prefixes: Counter[str] = Counter()
+    for k in list(expected)[:64]:
+        for f in found:
+            if f == k or f.endswith("." + k):
+                prefixes[f[: len(f) - len(k)]] += 1
+    prefix = prefixes.most_common(1)[0][0] if prefixes else ""
+    missing = [k for k in expected if prefix + k not in found]
+    wrong = [
+        f"{k} {list(found[prefix + k])} (config: {list(s)})"
+        for k, s in expected.items()
+        if prefix + k in found and tuple(found[prefix + k]) != tuple(s)
+    ]
+    if wrong:
+        raise WeightsError(f"{where}: {len(wrong)} tensor(s) do not fit the config, e.g. {'; '.join(wrong[:2])}")
+    if missing:
+        raise WeightsError(f"{where}: {len(missing)} tensor(s) missing, e.g. {', '.join(missing[:3])}")
+
+
+def _weights_of(model: ModelRef, name: str, variant: DiTVariant) -> tuple[Shapes, list[Path], dict[str, Any]]:
+    """(shapes under diffusers' names, the files read, the config) of one weight component."""
+    from render.model.dit import diffusers_shapes, dit_config, dit_source
+    from render.model.weightfiles import file_shapes, weight_files
+
+    d = model.component(name)
+    if name == "transformer":
+        src = dit_source(model, variant)
+        files = weight_files(src.path) if src.path.is_dir() else [src.path]
+        return diffusers_shapes(model, variant), files, dit_config(model, variant)
+    if model.layout == ORIGINAL and name == "vae":
+        from render.model.original import vae_state_dict
+
+        f = d / "pytorch_model.pt"
+        if not f.is_file():
+            raise ModelNotFoundError(f"model {model.source} has no VAE checkpoint {f}")
+        return vae_state_dict(file_shapes(f)), [f], model.config(name)
+    return folder_shapes(d), weight_files(d), (model.config(name) if name in ("vae",) else {})
+
+
+def check_component(model: ModelRef, name: str, variant: DiTVariant) -> Status:
+    """The status of one component (weights checked against the config for weight components)."""
+    family = model.family
+    st = Status(name)
+    d = model.component(name)
+    if model.layout == ORIGINAL and name == "scheduler":
+        st.detail = "flow matching, shift 7 (built in: the original layout has no scheduler folder)"
+        return st
+    if name == "transformer" and variant.dit_file is not None:
+        pass  # the DiT comes from the --dit file
+    elif not d.is_dir() or not any(d.iterdir()):
+        return Status(name, "missing", f"no {d.relative_to(model.path) if d.is_relative_to(model.path) else d}")
+    if name.startswith("tokenizer"):
+        if not any(d.glob("tokenizer*")) and not any(d.glob("*.model")) and not any(d.glob("vocab*")):
+            return Status(name, "missing", f"no tokenizer files in {d}")
+        return st
+    if name not in family.weight_components:
+        return st
+    try:
+        shapes, files, config = _weights_of(model, name, variant)
+        st.files = [str(f) for f in files]
+        st.bytes = sum(f.stat().st_size for f in files)
+        meta = meta_module(family.component_classes[name], config, d)
+        expected = {k: tuple(v.shape) for k, v in meta.state_dict().items()}
+        compare(expected, shapes, ", ".join(st.files) if len(files) <= 2 else f"{d} ({len(files)} files)")
+    except WeightsError as exc:
+        return Status(name, "corrupt", str(exc), st.files, st.bytes)
+    except ModelNotFoundError as exc:
+        return Status(name, "missing", str(exc), st.files, st.bytes)
+    return st
+
+
+def check_stage(model: ModelRef, stage: str, variant: DiTVariant) -> None:
+    """Raise one line for the first component of the stage that is missing or corrupt."""
+    problems = [
+        s for n in model.family.stage_components[stage] if (s := check_component(model, n, variant)).state != "ok"
+    ]
+    missing = [p for p in problems if p.state == "missing"]
+    if missing:
+        raise ModelNotFoundError(
+            f"model {model.source} is incomplete for {stage}: missing "
+            + ", ".join(f"{p.name} ({p.detail})" if p.detail else p.name for p in missing)
+        )
+    if problems:
+        raise WeightsError(problems[0].detail)

@@ -1,0 +1,146 @@
+"""Model lifetimes, the engine's half that loads and frees: each stage's models load on first use, on the
+placement a job asks for (another placement reloads them), and are freed after the stage or kept warm, as the
+engine's policy says. `render.engine.Engine` is this plus settings and the orchestration API.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from render.core.settings import Placement
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from render.model.loading import ModelRef, TextEncoders
+    from render.model.variant import DiTVariant
+    from render.sampling.parallel import Group
+
+
+@dataclass
+class Loaded:
+    """A loaded model and where it lives."""
+
+    module: Any
+    device: Any  # torch.device
+    dtype: Any  # torch.dtype
+    placement: Placement
+    hooks: list[Any] = dataclasses.field(default_factory=list)  # model offloading: offload() parks it on the CPU
+    state: Any = None  # the DiT's: what speed settings were applied to it (render.stages.speed.DiTState)
+
+
+
+class Models:
+    """Set by the engine: what to load, how, and how long to keep it."""
+
+    model: ModelRef
+    policy: str
+    cache: Any
+    variant: DiTVariant
+    parallel: Group | None
+    loads: Counter[str]
+    clock: float
+    _held: dict[str, Loaded]
+
+    def require(self, *stages: str) -> None:
+        raise NotImplementedError
+
+    def offload_mode(self, stage: str, placement: Placement) -> str:
+        raise NotImplementedError
+
+    def _get(self, stage: str, placement: Placement, load: Any) -> Loaded:
+        held = self._held.get(stage)
+        if held is not None and held.placement == placement:
+            return held
+        self.free(stage)
+        self.require(stage)
+        self._held[stage] = held = load()
+        held.placement = placement
+        return held
+
+    def text_encoders(self, placement: Placement) -> TextEncoders:
+        from render.model.loading import load_text_encoders
+
+        def load() -> Loaded:
+            enc = load_text_encoders(self.model, placement, self.offload_mode("encode", placement))
+            self.loads["text_encoders"] += 1
+            return Loaded(enc, enc.device, enc.dtype, placement, enc.hooks)
+
+        module: TextEncoders = self._get("encode", placement, load).module
+        return module
+
+    def transformer(self, placement: Placement) -> Loaded:
+        from render.model.loading import load_transformer
+        from render.sampling.attention import install_processors
+        from render.stages.speed import DiTState
+
+        def load() -> Loaded:
+            mode = self.offload_mode("render", placement)
+            tr, device, dtype, hook = load_transformer(self.model, placement, self.variant, mode)
+            self.loads["transformer"] += 1
+            install_processors(tr)  # before a --parallel plan configures them
+            if self.cache is not None:
+                tr.enable_cache(self.cache)
+            if self.parallel is not None:
+                from render.sampling.parallel import enable
+
+                enable(tr, self.parallel, placement)
+            return Loaded(tr, device, dtype, placement, [hook] if hook is not None else [], DiTState())
+
+        return self._get("render", placement, load)
+
+    def vae(self, placement: Placement, *, tiling: bool) -> Loaded:
+        from render.model.loading import load_vae
+
+        def load() -> Loaded:
+            mode = self.offload_mode("decode", placement)
+            # The VAE always loads whole (small weights, large activations): group/sequential mean model for it.
+            vae, device, dtype = load_vae(self.model, placement, "model" if mode in ("group", "sequential") else mode)
+            self.loads["vae"] += 1
+            return Loaded(vae, device, dtype, placement)
+
+        held = self._get("decode", placement, load)
+        if tiling != held.module.use_tiling:  # tiling acts only on videos larger than one tile
+            held.module.enable_tiling() if tiling else held.module.disable_tiling()
+        return held
+
+    def tick(self, step: int, timestep: Any) -> None:
+        """Called by the sampling loop before each step: hooks that follow the timestep read `clock`."""
+        self.clock = float(timestep)
+
+    def scheduler(self, shift: float) -> Any:
+        """A fresh scheduler (it keeps per-render state) with the requested shift."""
+        from render.model.loading import load_scheduler
+
+        return load_scheduler(self.model, shift)
+
+    def stage_done(self, stage: str) -> None:
+        """The end of a stage: free its models unless the policy keeps them warm (model-offloaded ones then wait in
+        CPU memory)."""
+        if self.policy == "free-after-stage":
+            self.free(stage)
+        elif stage in self._held:
+            for hook in self._held[stage].hooks:
+                hook.offload()
+
+    def free(self, *stages: str) -> None:
+        """Drop the models of these stages (all stages when none is named) and give their memory back."""
+        from render.model.loading import release_memory
+
+        dropped = [self._held.pop(s) for s in (stages or tuple(self._held)) if s in self._held]
+        if dropped:
+            del dropped
+            release_memory()
+
+    def close(self) -> None:
+        self.free()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+

@@ -1,0 +1,365 @@
+"""The orchestration behind `Engine.encode/render/decode/run`: items in, a report of outcomes out.
+
+One implementation of what every front end needs: per-item settings (a bad one fails its item, not the batch),
+one outcome per seed, negative prompts for true CFG (encoded with the text settings of the embeddings they go
+with, so `encode` + `render` equals `run`), skips, locks and per-item failures. `run` is stage-major: every
+encode (negative prompts included), then every render, then every decode, each stage's models freed after it
+under the engine's default policy, so peak memory is the largest stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from render.core.errors import SettingsError, UsageError
+from render.core.items import Item, Outcome, Report
+from render.core.progress import Progress
+from render.core.settings import EncodeSettings, RenderSettings, Settings
+from render.files.artifacts import read_manifest
+from render.files.workdir import Workdir
+from render.model.loading import check_devices
+from render.run import runindex
+from render.stages.decode import DecodeJob, check_latents_file, check_output, decode_jobs
+from render.stages.encode import EncodeJob, encode_jobs, find_existing, plan_job
+from render.stages.render import RenderJob, render_jobs
+
+if TYPE_CHECKING:
+    from render.engine import Engine
+
+
+@dataclass
+class _Prepared:
+    """An item ready to render: its embeddings, settings and the text settings they were encoded with."""
+
+    item: Item
+    settings: RenderSettings
+    text: EncodeSettings  # what its negative prompt is encoded with
+    embeddings: Path | None = None
+    key: str | None = None
+    cached: bool = False
+    label: str = ""
+
+
+def _begin(workdir: Path, use_cache: bool, progress: Progress) -> tuple[Workdir, bool]:
+    """The work directory, checked writable before any work (a UsageError otherwise), and whether the embedding
+    cache can be used: it is an optimisation, so an unusable cache is a warning and the run goes on without it."""
+    from render.files import cache
+
+    wd = Workdir(workdir)
+    wd.check_writable()
+    if use_cache and (problem := cache.unusable()) is not None:
+        progress.warn(f"the embedding cache is not usable ({problem}); running without it")
+        use_cache = False
+    return wd, use_cache
+
+
+def encode(
+    engine: Engine, items: list[Item], settings: Settings, workdir: Path, use_cache: bool, progress: Progress
+) -> Report:
+    wd, use_cache = _begin(workdir, use_cache, progress)
+    report = Report()
+    jobs: list[EncodeJob] = []
+    for item in items:
+        s = _item_settings(item, settings, report)
+        if s is None:
+            continue
+        if item.prompt is None:
+            _failed(item, settings, report, "nothing to encode: the item has no prompt")
+            continue
+        out = Outcome(item, prompt=item.prompt)
+        report.outcomes.append(out)
+        jobs.append(EncodeJob(item.prompt, s.frames, settings.encode, out))
+    _encode(engine, jobs, wd, use_cache, progress, report)
+    for out in report.outcomes:
+        out.path = out.embeddings
+    return report
+
+
+def render(
+    engine: Engine,
+    items: list[Item],
+    settings: Settings,
+    workdir: Path,
+    resume: bool,
+    use_cache: bool,
+    progress: Progress,
+) -> Report:
+    (wd, use_cache), report = _begin(workdir, use_cache, progress), Report()
+    engine.require("render")
+    prepared = [
+        p for item in items if (p := _prepare_given(engine, item, settings, wd, use_cache, report, progress))
+    ]
+    _check_fits(engine, prepared, settings)
+    negatives = _negative_jobs(prepared)
+    _encode(engine, list(negatives.values()), wd, use_cache, progress, report)
+    _render(engine, prepared, negatives, wd, resume, progress, report)
+    for out in report.outcomes:
+        out.path = out.latents if out.status in ("done", "skipped") else None
+    return _in_item_order(report, items)
+
+
+def decode(
+    engine: Engine, items: list[Item], settings: Settings, workdir: Path, progress: Progress
+) -> Report:
+    wd, _ = _begin(workdir, False, progress)
+    report = Report()
+    jobs: list[DecodeJob] = []
+    for item in items:
+        out = Outcome(item)
+        report.outcomes.append(out)
+        if item.latents is None:
+            out.fail("nothing to decode: the item has no latents")
+            continue
+        check_latents_file(item.latents)  # every input checked before the VAE loads
+        if item.output is not None:
+            check_output(item.output, settings.decode)
+        out.latents = item.latents
+        jobs.append(DecodeJob(item.latents, out))
+    _decode(engine, jobs, settings, wd, progress)
+    for out in report.outcomes:
+        out.path = out.video
+    return report
+
+
+def run(
+    engine: Engine,
+    items: list[Item],
+    settings: Settings,
+    workdir: Path,
+    resume: bool,
+    use_cache: bool,
+    progress: Progress,
+) -> Report:
+    (wd, use_cache), report = _begin(workdir, use_cache, progress), Report()
+    if not resume and (done := runindex.lookup(engine, items, settings, wd)) is not None:
+        return done  # every video is there and whole: nothing loaded, not even torch
+    check_devices(settings, "encode", "render", "decode")
+    engine.require("encode", "render", "decode")  # a missing VAE is reported before hours of rendering
+    prepared, jobs = _run_jobs(items, settings, report, outputs=True)
+    _check_fits(engine, prepared, settings)
+    negatives = _negative_jobs(prepared)
+    _encode(engine, jobs + list(negatives.values()), wd, use_cache, progress, report)
+    _encoded(prepared, jobs, report)
+    _render(
+        engine, [p for p in prepared if p.embeddings is not None], negatives, wd, resume, progress, report
+    )
+    to_decode: list[DecodeJob] = []
+    for out in report.outcomes:
+        if out.status in ("done", "skipped") and out.latents is not None:
+            to_decode.append(DecodeJob(out.latents, out))
+        elif out.status == "stopped" and out.preview is not None:
+            to_decode.append(DecodeJob(out.preview, out))
+    stopped = {id(o) for o in report.outcomes if o.status == "stopped"}
+    _decode(engine, to_decode, settings, wd, progress)
+    for out in report.outcomes:
+        if id(out) in stopped and out.status != "failed":
+            out.status = "stopped"  # the video is a preview
+        out.path = out.video
+    runindex.record(engine, report, settings, wd)
+    return _in_item_order(report, items)
+
+
+# ---------------------------------------------------------------------------------------------- the stages
+
+
+def _encode(
+    engine: Engine, jobs: list[EncodeJob], wd: Workdir, use_cache: bool, progress: Progress, report: Report
+) -> None:
+    if not jobs:
+        return
+    try:
+        encode_jobs(engine, jobs, wd, use_cache=use_cache, progress=progress)
+    finally:
+        engine.stage_done("encode")
+    report.encodes += sum(1 for j in jobs if j.out.status == "done")
+    report.cache_hits += sum(1 for j in jobs if j.out.status == "cached")
+
+
+def _check_fits(engine: Engine, prepared: list[_Prepared], settings: Settings) -> None:
+    """Every distinct size is checked against its device, and the speed settings against what is installed and
+    calibrated, before any model loads."""
+    from render.stages.fits import check_fits
+    from render.stages.speed import concrete
+
+    concrete(engine, settings.render)
+    for s in {replace(p.settings, seed=0, num_videos=1, neg_prompt=None) for p in prepared}:
+        check_fits(engine, s, settings.encode.text_len)
+
+
+def _render(
+    engine: Engine,
+    prepared: list[_Prepared],
+    negatives: dict[tuple[str, str, EncodeSettings], EncodeJob],
+    wd: Workdir,
+    resume: bool,
+    progress: Progress,
+    report: Report,
+) -> None:
+    """One render job per (item, seed); its outcome joins the report in item order."""
+    from render.stages.speed import concrete
+
+    jobs: list[RenderJob] = []
+    for p in prepared:
+        assert p.embeddings is not None
+        for v in p.settings.videos():
+            out = Outcome(p.item, seed=v.seed, embeddings=p.embeddings, key=p.key, cached=p.cached)
+            report.outcomes.append(out)
+            try:
+                s = concrete(engine, v)  # its cache threshold filled in, its attention resolved
+            except SettingsError as exc:
+                out.fail(str(exc), bad_input=True)
+                continue
+            neg = negatives.get(_negative_key(s, p.text)) if s.negative_prompt is not None else None
+            if neg is not None and neg.out.status == "failed":
+                out.fail(f"encoding the negative prompt failed: {neg.out.error}")
+                continue
+            jobs.append(RenderJob(p.embeddings, s, p.label, out, neg.out.embeddings if neg else None))
+    if not jobs:
+        return
+    try:
+        render_jobs(engine, jobs, wd, resume=resume, progress=progress)
+    finally:
+        engine.stage_done("render")
+
+
+def _decode(
+    engine: Engine, jobs: list[DecodeJob], settings: Settings, wd: Workdir, progress: Progress
+) -> None:
+    if not jobs:
+        return
+    try:
+        decode_jobs(engine, jobs, settings.decode, wd, progress=progress)
+    finally:
+        engine.stage_done("decode")
+
+
+# ---------------------------------------------------------------------------------------------- items
+
+
+def _in_item_order(report: Report, items: list[Item]) -> Report:
+    """Outcomes in the order of their items (and of the seeds within an item), failures included."""
+    order = {id(item): n for n, item in enumerate(items)}
+    report.outcomes.sort(key=lambda o: order.get(id(o.item), len(items)))
+    return report
+
+
+def _item_settings(item: Item, settings: Settings, report: Report) -> RenderSettings | None:
+    """The item's render settings (its overrides on the resolved ones); a bad override fails the item."""
+    try:
+        return settings.render.with_overrides(item.overrides)
+    except SettingsError as exc:
+        _failed(item, settings, report, str(exc))
+        return None
+
+
+def _failed(item: Item, settings: Settings, report: Report, message: str) -> None:
+    out = Outcome(item, seed=int(item.overrides.get("seed", settings.render.seed)), prompt=item.prompt)
+    out.fail(message, bad_input=True)
+    report.outcomes.append(out)
+
+
+def _prepare_given(
+    engine: Engine,
+    item: Item,
+    settings: Settings,
+    wd: Workdir,
+    use_cache: bool,
+    report: Report,
+    progress: Progress,
+) -> _Prepared | None:
+    """An item to render: its embeddings given (checked now, before any model loads) or found by its prompt's
+    content key in the workdir or the cache (no text encoder loads). Failures join the report."""
+    s = _item_settings(item, settings, report)
+    if s is None:
+        return None
+    if item.embeddings is None and item.prompt is None:
+        _failed(item, settings, report, "nothing to render: the item has no embeddings")
+        return None
+    if item.embeddings is not None:
+        _, m = read_manifest(item.embeddings, "embeddings")
+        text = replace(settings.encode, **{k: m[k] for k in settings.encode.text_record() if k in m})
+        label = item.name or m.get("prompt") or item.embeddings.stem
+        return _Prepared(item, s, text, item.embeddings, m.get("cache_key"), False, label)
+    assert item.prompt is not None
+    job = EncodeJob(item.prompt, s.frames, settings.encode, Outcome(item))
+    plan_job(engine.encode_stage(), job, wd)
+    if not find_existing(job, use_cache, progress):
+        out = Outcome(item, seed=s.seed, prompt=item.prompt)
+        out.fail(
+            "not encoded yet; run `hyv encode` on these prompts first (same model and --frames)",
+            bad_input=True,
+        )
+        report.outcomes.append(out)
+        return None
+    return _Prepared(item, s, settings.encode, job.out.embeddings, job.out.key, True, item.label)
+
+
+def _negative_key(s: RenderSettings, text: EncodeSettings) -> tuple[str, str, EncodeSettings]:
+    from render.model.templates import template_for
+
+    assert s.negative_prompt is not None
+    return (s.negative_prompt, template_for(s.frames)[0], text)
+
+
+def _negative_jobs(prepared: list[_Prepared]) -> dict[tuple[str, str, EncodeSettings], EncodeJob]:
+    """One encode job per distinct negative prompt, template and text settings among the items with true CFG."""
+    jobs: dict[tuple[str, str, EncodeSettings], EncodeJob] = {}
+    for p in prepared:
+        s = p.settings
+        if s.negative_prompt is not None and (key := _negative_key(s, p.text)) not in jobs:
+            item = Item(prompt=s.negative_prompt, source="negative prompt", name="negative")
+            jobs[key] = EncodeJob(s.negative_prompt, s.frames, p.text, Outcome(item), negative=True)
+    return jobs
+
+
+def _run_jobs(
+    items: list[Item], settings: Settings, report: Report, outputs: bool
+) -> tuple[list[_Prepared], list[EncodeJob]]:
+    """The items of a `run` with their settings, and an encode job for each prompt; items that cannot run are
+    failed in `report`. `outputs`: check each item's -o path (a usage error stops the batch)."""
+    prepared: list[_Prepared] = []
+    jobs: list[EncodeJob] = []
+    for item in items:
+        s = _item_settings(item, settings, report)
+        if s is None:
+            continue
+        if item.prompt is None:
+            _failed(item, settings, report, "nothing to run: the item has no prompt")
+            continue
+        if outputs and item.output is not None:
+            if s.num_videos > 1:
+                raise UsageError(f"-o names one video, but {item.label[:40]!r} makes {s.num_videos}")
+            check_output(item.output, settings.decode)
+        prepared.append(_Prepared(item, s, settings.encode, label=item.label))
+        jobs.append(EncodeJob(item.prompt, s.frames, settings.encode, Outcome(item)))
+    return prepared, jobs
+
+
+def _encoded(prepared: list[_Prepared], jobs: list[EncodeJob], report: Report) -> None:
+    """Each item's embeddings from its encode job; a failed encode fails every video of its item in `report`."""
+    for p, job in zip(prepared, jobs, strict=True):
+        p.embeddings, p.key, p.cached = job.out.embeddings, job.out.key, job.out.cached
+        if job.out.status == "failed":
+            p.embeddings = None
+            for s in p.settings.videos():
+                out = Outcome(p.item, seed=s.seed, prompt=p.item.prompt)
+                out.fail(f"encode failed: {job.out.error}")
+                report.outcomes.append(out)
+
+
+def encode_for_run(
+    engine: Engine, items: list[Item], settings: Settings, workdir: Path, use_cache: bool, progress: Progress
+) -> Report:
+    """The encode stage of `run` alone (a Ray task runs it on its share of a batch, render.scale.raycluster): the items'
+    prompts and the negative prompts of their true CFG, encoded and written as `run` writes them. The report holds
+    the failures as `run` reports them (one outcome per seed), then an outcome per encoded prompt (a negative
+    prompt's item has the source "negative prompt")."""
+    report = Report()
+    prepared, jobs = _run_jobs(items, settings, report, outputs=False)
+    negatives = list(_negative_jobs(prepared).values())
+    _encode(engine, jobs + negatives, Workdir(workdir), use_cache, progress, report)
+    _encoded(prepared, jobs, report)
+    report.outcomes += [j.out for j in jobs + negatives if j.out.status != "failed"]
+    return report

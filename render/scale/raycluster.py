@@ -1,0 +1,281 @@
+"""A batch on a Ray cluster: `hyv run --prompts FILE --ray ADDRESS|auto` (Ray is the optional extra `hyv[ray]`).
+
+Stage-major over the cluster, as a local `run` is over one device:
+1. encode: Ray tasks, one per share of the prompts (with the negative prompts of true CFG), on a GPU each when the
+   cluster has GPUs, else on a CPU; Ray runs a task again when its node is lost.
+2. render: one actor per GPU (per CPU on a cluster without GPUs), each an `Engine(policy="keep-warm")` that loads
+   the DiT once; the driver hands the next item to whichever actor is free, so the batch flows at the cluster's
+   pace; an item whose actor dies (its node lost, killed) goes to another actor (its checkpoints, with
+   --save-every, are continued from).
+3. decode: the same actors, their DiT freed first, one latents file at a time.
+The work directory, the model directory and the embedding cache must be on a file system every node shares:
+the actors run hyv's own stages there, from the driver's working directory, so names and manifests are those of a
+local run. Progress comes back with each result; an item that fails fails as it would locally.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from render.core.errors import HyvError, RuntimeFailure, UsageError
+from render.core.items import Item, Outcome, Report
+from render.core.progress import Progress
+from render.core.settings import Settings
+from render.scale.relay import Collector
+from render.scale.scaleout import Merged
+
+if TYPE_CHECKING:
+    from render.engine import Engine
+    from render.model.loading import ModelRef
+    from render.model.variant import DiTVariant
+
+ATTEMPTS = 3  # tries of a job whose actor dies
+ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "HYV_DEBUG")
+NEGATIVE = "negative prompt"  # the source of a negative prompt's item (render.run.pipeline)
+
+
+def run_on_ray(
+    engine: Engine,
+    items: list[Item],
+    settings: Settings,
+    workdir: Path,
+    resume: bool,
+    use_cache: bool,
+    progress: Progress,
+    address: str,
+) -> Report:
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--ray needs Ray: pip install 'hyv[ray]'") from None
+    from render.files.cache import cache_root
+
+    engine.require("encode", "render", "decode")  # a missing VAE is reported before the cluster is used
+    env = {k: v for k in ENV if (v := os.environ.get(k)) is not None}
+    env["HYV_CACHE_DIR"] = str(cache_root().resolve())  # the driver's cache, on the shared file system
+    # Ray's driver prints cluster events (a node lost) on stdout, which holds hyv's report: stderr instead.
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            ray.init(
+                address=address,
+                runtime_env={"env_vars": env},
+                log_to_driver=False,
+                logging_level=logging.ERROR,
+            )
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            raise UsageError(
+                f"--ray {address}: no Ray cluster to join ({' '.join(str(exc).split())[:160]})"
+            ) from None
+        try:
+            ctx = _Context(
+                engine.model, settings, str(workdir), resume, use_cache, os.getcwd(), engine.variant
+            )
+            return _Batch(ctx, items, progress).run(ray)
+        finally:
+            ray.shutdown()
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every task and actor call needs, sent with it."""
+
+    model: ModelRef
+    settings: Settings
+    workdir: str  # as the user gave it: relative paths resolve from `cwd` on every node
+    resume: bool
+    use_cache: bool
+    cwd: str
+    variant: DiTVariant  # the DiT's weights (--fp8, --dit, --lora): the render actors load the same
+
+
+@dataclass
+class _Batch:
+    ctx: _Context
+    items: list[Item]
+    progress: Progress
+    dead: list[Any] = field(default_factory=list)  # actors lost
+
+    def run(self, ray: Any) -> Report:
+        found = ray.cluster_resources()
+        on_gpu = int(found.get("GPU", 0)) > 0 and self.ctx.settings.render.placement.device != "cpu"
+        slots = max(1, min(int(found.get("GPU" if on_gpu else "CPU", 1)), len(self.items)))
+        need = {"num_gpus": 1} if on_gpu else {"num_cpus": 1}
+        merged = Merged(self.items)
+        ready = self._encode(ray, need, slots, merged)
+        actor = ray.remote(**need)(StageActor).options(scheduling_strategy="SPREAD")
+        actors = [actor.remote(self.ctx) for _ in range(slots)]
+        try:
+            rendered = self._stage(ray, actors, "render", ready, lambda a, i: a.render.remote(self.items[i]))
+            for i in ready:
+                merged.add(i, rendered[i].outcomes)
+            ray.get([a.free.remote("render") for a in actors if a not in self.dead])
+            self._decode(ray, actors, merged.outcomes())
+        finally:
+            for a in actors:
+                ray.kill(a)
+        return merged.done()
+
+    def _encode(self, ray: Any, need: dict[str, int], k: int, merged: Merged) -> list[int]:
+        """Encode every prompt with Ray tasks; return the items ready to render (the others failed)."""
+        task = ray.remote(max_retries=ATTEMPTS, **need)(encode_share)
+        shares = [list(range(j, len(self.items), k)) for j in range(k)]
+        refs = [task.remote(self.ctx, [self.items[i] for i in share]) for share in shares]
+        self.progress.stage("encode", len(self.items))
+        failed: set[int] = set()
+        for share, (report, events) in zip(shares, _get(ray, refs), strict=True):
+            self._replay(events)
+            merged.report.encodes += report.encodes
+            merged.report.cache_hits += report.cache_hits
+            for out in report.outcomes:
+                if out.item.source == NEGATIVE or out.status != "failed":
+                    continue
+                i = next(i for i in share if self.items[i] == out.item)
+                failed.add(i)
+                merged.add(i, [out])
+        return [i for i in range(len(self.items)) if i not in failed]
+
+    def _decode(self, ray: Any, actors: list[Any], outcomes: list[Outcome]) -> None:
+        """Decode every rendered video (a preview for a render stopped at --stop-at), as `run` does."""
+        todo = [o for o in outcomes if o.status in ("done", "skipped") and o.latents is not None]
+        todo += [o for o in outcomes if o.status == "stopped" and o.preview is not None]
+        files = [o.latents if o.status != "stopped" else o.preview for o in todo]
+        decoded = self._stage(
+            ray, actors, "decode", list(range(len(todo))), lambda a, n: a.decode.remote(files[n])
+        )
+        for n, out in enumerate(todo):
+            d = decoded[n].outcomes[0]
+            out.video, out.manifest = d.video, d.manifest
+            if d.status == "failed":
+                out.fail(d.error or "decode failed")
+            elif out.status != "stopped":  # a stopped render's video is a preview: it stays "stopped"
+                out.status = d.status
+        for out in outcomes:
+            out.path = out.video
+
+    def _stage(
+        self, ray: Any, actors: list[Any], name: str, jobs: list[int], call: Callable[[Any, int], Any]
+    ) -> dict[int, Report]:
+        """call(actor, job) for every job, each on whichever actor is free; a job whose actor dies goes to another
+        (up to ATTEMPTS tries in all). Returns a report per job."""
+        from ray.exceptions import RayError, RayTaskError
+
+        self.progress.stage(name, len(jobs))
+        idle = [a for a in actors if a not in self.dead]
+        pending, tries = deque(jobs), dict.fromkeys(jobs, 0)
+        flying: dict[Any, tuple[Any, int]] = {}
+        results: dict[int, Report] = {}
+        while pending or flying:
+            while idle and pending:
+                a, j = idle.pop(), pending.popleft()
+                tries[j] += 1
+                flying[call(a, j)] = (a, j)
+            if not flying:  # every actor is gone
+                for j in pending:
+                    results[j] = _failed(
+                        self._item(name, j), "no Ray worker left to run it; re-run the batch"
+                    )
+                break
+            [ref], _ = ray.wait(list(flying), num_returns=1)
+            a, j = flying.pop(ref)
+            try:
+                report, events = ray.get(ref)
+            except RayTaskError as exc:  # an error inside hyv: as it would be locally
+                cause = exc.cause
+                if isinstance(cause, UsageError):
+                    raise cause from None
+                report, events = _failed(self._item(name, j), str(cause or exc).splitlines()[0]), []
+            except RayError as exc:  # the actor or its node is gone: the job goes to another actor
+                self.dead.append(a)
+                if tries[j] < ATTEMPTS:
+                    self.progress.warn(
+                        f"a Ray worker was lost during {name} ({type(exc).__name__}); retrying"
+                    )
+                    pending.appendleft(j)
+                else:
+                    results[j] = _failed(self._item(name, j), f"lost {ATTEMPTS} Ray workers while running it")
+                continue
+            idle.append(a)
+            self._replay(events)
+            results[j] = report
+        return results
+
+    def _item(self, stage: str, j: int) -> Item:
+        return self.items[j] if stage == "render" else Item()
+
+    def _replay(self, events: list[Any]) -> None:
+        for kind, *rest in events:
+            if kind == "item":
+                self.progress.item(*rest)
+            elif kind == "warn":
+                self.progress.warn(rest[0])
+
+
+def _get(ray: Any, refs: list[Any]) -> list[Any]:
+    """The tasks' results; an error inside hyv is raised as hyv's own (bad input: exit 2), others as a failure."""
+    from ray.exceptions import RayTaskError
+
+    try:
+        return list(ray.get(refs))
+    except RayTaskError as exc:
+        if isinstance(exc.cause, HyvError):
+            raise exc.cause from None
+        raise RuntimeFailure(str(exc).splitlines()[0]) from None
+
+
+def _failed(item: Item, message: str) -> Report:
+    out = Outcome(item, prompt=item.prompt)
+    out.fail(message)
+    return Report(outcomes=[out])
+
+
+def encode_share(ctx: _Context, items: list[Item]) -> tuple[Report, list[Any]]:
+    """A Ray task: encode some prompts and the negative prompts they need, as a local `run` does."""
+    from render.engine import Engine
+    from render.run.pipeline import encode_for_run
+
+    os.chdir(ctx.cwd)
+    c = Collector()
+    report = encode_for_run(
+        Engine(ctx.model), items, ctx.settings, Path(ctx.workdir), ctx.use_cache, c.progress
+    )
+    return report, c.events
+
+
+class StageActor:
+    """A Ray actor: an engine that keeps its models warm across the items it is given."""
+
+    def __init__(self, ctx: _Context) -> None:
+        from render.engine import Engine
+
+        os.chdir(ctx.cwd)
+        self.ctx = ctx
+        self.engine = Engine(ctx.model, policy="keep-warm", variant=ctx.variant)
+
+    def render(self, item: Item) -> tuple[Report, list[Any]]:
+        c, ctx = Collector(), self.ctx
+        report = self.engine.render(
+            [item],
+            ctx.settings,
+            workdir=ctx.workdir,
+            resume=ctx.resume,
+            use_cache=ctx.use_cache,
+            progress=c.progress,
+        )
+        return report, c.events
+
+    def decode(self, latents: Path) -> tuple[Report, list[Any]]:
+        c = Collector()
+        return self.engine.decode(
+            [latents], self.ctx.settings, workdir=self.ctx.workdir, progress=c.progress
+        ), c.events
+
+    def free(self, stage: str) -> None:
+        self.engine.free(stage)

@@ -1,0 +1,297 @@
+"""Stage 1: prompts -> text embeddings (Llama hidden states + CLIP pooled output), cached by content.
+
+Mirrors diffusers' HunyuanVideoPipeline.encode_prompt so that the embeddings it gives are the ones hyv gives:
+template -> tokenizer (text_len + crop_start, padded to max length, truncated) -> LlamaModel hidden state
+-(skip+1) -> crop the template tokens; CLIP: clip_len tokens -> pooler_output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from render.core.errors import ArtifactError, HyvError, NonFiniteError, RuntimeFailure, UsageError
+from render.core.hashing import key_of
+from render.core.items import Outcome
+from render.core.naming import artifact_stem
+from render.core.progress import Progress
+from render.core.settings import EncodeSettings, Placement
+from render.files import cache
+from render.files.artifacts import read_artifact, write_artifact
+from render.files.manifest import StageMeter, versions
+from render.files.workdir import Workdir
+from render.model.templates import Template, compute_crop_start, prefix_ids, template_for
+
+if TYPE_CHECKING:
+    from render.engine import Engine
+
+KEY_VERSION = "emb1"
+RUN_FIELDS = ("source", "original_prompt")  # per-run manifest fields, kept out of the shared cache entry
+
+
+@dataclass
+class EncodeJob:
+    prompt: str
+    frames: int  # picks the template: video for frames > 1, image for 1
+    settings: EncodeSettings
+    out: Outcome  # receives embeddings, key, cached, status, error
+    negative: bool = False  # a negative prompt: written to negative-embeddings/
+
+    @property
+    def label(self) -> str:
+        return "negative" if self.negative else self.out.item.label
+
+
+class TextEncoderStage:
+    """The tokenizers (cheap, needed for cache keys) and, through the engine, the text encoders (loaded on the
+    first cache miss)."""
+
+    def __init__(self, engine: Engine) -> None:
+        from transformers import AutoTokenizer
+
+        self.engine = engine
+        self.tokenizer = AutoTokenizer.from_pretrained(engine.model.component("tokenizer"))
+        self.tokenizer.padding_side = "right"
+        self.identity = engine.identity(*engine.family.stage_components["encode"])
+        self._templates: dict[str, Template] = {}
+
+    def template(self, frames: int) -> Template:
+        name, text = template_for(frames)
+        if name not in self._templates:
+            self._templates[name] = Template(name, text, compute_crop_start(self.tokenizer, text))
+        return self._templates[name]
+
+    @staticmethod
+    def dtype_name(placement: Placement) -> str:
+        from render.model.loading import resolve_placement
+
+        _, dtype = resolve_placement(placement, "encode")
+        return str(dtype).removeprefix("torch.")
+
+    def key(self, prompt: str, template: Template, settings: EncodeSettings) -> str:
+        return key_of(
+            KEY_VERSION,
+            {
+                "encoders": self.identity,
+                "dtype": self.dtype_name(settings.placement),
+                "template": template.text,
+                "crop_start": template.crop_start,
+                **settings.text_record(),
+                "prompt": prompt,
+            },
+        )
+
+    def encode(
+        self, prompts: list[str], template: Template, settings: EncodeSettings
+    ) -> tuple[dict[str, Any], list[bool]]:
+        """Tensors for a micro-batch: prompt_embeds [B, L, D], prompt_attention_mask [B, L], pooled [B, P];
+        and whether each prompt was truncated to text_len tokens."""
+        import torch
+
+        enc, s = self.engine.text_encoders(settings.placement), settings
+        crop = template.crop_start
+        texts = [template.text.format(p) for p in prompts]
+        tok = enc.tokenizer(
+            texts,
+            max_length=s.text_len + crop,
+            padding="max_length",
+            truncation=True,
+            return_tensors="pt",
+            return_attention_mask=True,
+        )
+        ids, mask = tok.input_ids, tok.attention_mask  # [B, crop + L]
+        want = torch.tensor(prefix_ids(enc.tokenizer, template.text, crop))
+        if not bool((ids[:, :crop] == want).all()):
+            raise RuntimeFailure(
+                "the prompt template does not tokenise to the same prefix with and without a prompt; "
+                "crop_start would cut inside the template with this tokenizer"
+            )
+        full_len = [len(enc.tokenizer(t)["input_ids"]) for t in texts]
+        truncated = [n > s.text_len + crop for n in full_len]
+        with torch.inference_mode():
+            hidden = enc.text_encoder(
+                input_ids=ids.to(enc.device), attention_mask=mask.to(enc.device), output_hidden_states=True
+            ).hidden_states[-(s.skip_layers + 1)]  # [B, crop + L, D]
+            embeds = hidden.to(enc.dtype)[:, crop:]  # [B, L, D]
+            mask = mask[:, crop:]  # [B, L]
+            tok2 = enc.tokenizer_2(
+                prompts, padding="max_length", max_length=s.clip_len, truncation=True, return_tensors="pt"
+            )
+            pooled = enc.text_encoder_2(
+                tok2.input_ids.to(enc.device), output_hidden_states=False
+            ).pooler_output  # [B, P]
+        if not bool(torch.isfinite(embeds).all()) or not bool(torch.isfinite(pooled).all()):
+            raise NonFiniteError("the text encoder produced NaN or Inf; try --dtype float32")
+        return {
+            "prompt_embeds": embeds,
+            "prompt_attention_mask": mask,
+            "pooled_prompt_embeds": pooled,
+        }, truncated
+
+
+def plan_job(st: TextEncoderStage, job: EncodeJob, workdir: Workdir) -> Template:
+    """Set the job's content key and workdir path; return its template."""
+    t = st.template(job.frames)
+    job.out.key = st.key(job.prompt, t, job.settings)
+    job.out.embeddings = workdir.embeddings(artifact_stem(job.label, job.out.key), negative=job.negative)
+    return t
+
+
+def find_existing(job: EncodeJob, use_cache: bool, progress: Progress) -> bool:
+    """Whether the job's embeddings are already in the workdir or (copied from there) in the cache. A file is
+    trusted by what it records inside (its key and prompt), not by its name: one holding other embeddings is
+    corrupt, and is recomputed."""
+    out = job.out
+    assert out.key is not None and out.embeddings is not None
+    entry = cache.entry_path(out.key)
+    if not _holds(out.embeddings, job, progress):
+        if not (use_cache and _holds(entry, job, progress)):
+            return False
+        materialize(entry, out.embeddings, job)
+    cache.touch(entry)
+    out.status, out.cached = "cached", True
+    return True
+
+
+def _holds(path: Path, job: EncodeJob, progress: Progress) -> bool:
+    """Whether `path` is whole embeddings of this job's key and prompt. A whole file holding other ones is
+    removed, with a warning (once: it is gone after)."""
+    try:
+        m = read_artifact(path, "embeddings").manifest
+    except ArtifactError:
+        return False
+    if m.get("cache_key") == job.out.key and m.get("prompt") == job.prompt:
+        return True
+    progress.warn(
+        f"{path} holds embeddings of another prompt or settings than its name says (a corrupt "
+        f"{'cache entry' if path.parent == cache.embeddings_dir() else 'file'}); it is recomputed"
+    )
+    path.unlink(missing_ok=True)
+    return False
+
+
+def encode_jobs(
+    engine: Engine, jobs: list[EncodeJob], workdir: Workdir, *, use_cache: bool, progress: Progress
+) -> None:
+    """Encode every job whose embeddings are not found first (a batch of hits loads no text encoder at all).
+    Results go into each job's outcome; failures are per item."""
+    st = engine.encode_stage()
+    progress.stage("encode", len(jobs))
+    todo: list[tuple[EncodeJob, Template]] = []
+    for job in jobs:
+        t = plan_job(st, job, workdir)
+        if find_existing(job, use_cache, progress):
+            progress.item("cached", job.prompt)
+        else:
+            todo.append((job, t))
+    # The same prompt twice in a batch is encoded once: later copies are cache hits of the first.
+    first: dict[str, EncodeJob] = {}
+    dups: list[EncodeJob] = []
+    unique: list[tuple[EncodeJob, Template]] = []
+    for job, t in todo:
+        key = job.out.key or ""
+        if key in first:
+            dups.append(job)
+        else:
+            first[key] = job
+            unique.append((job, t))
+    from render.model.loading import preload
+
+    preload("encode")
+    meter = StageMeter.start()
+    for group in _micro_batches(unique):
+        try:
+            _encode_group(st, group, meter, use_cache, progress)
+        except UsageError:
+            raise
+        except HyvError as exc:
+            for job, _ in group:
+                job.out.fail(str(exc))
+                job.out.embeddings = None
+                progress.item("failed", job.prompt)
+    for job in dups:
+        src = first[job.out.key or ""].out
+        if src.status == "failed" or src.embeddings is None:
+            job.out.fail(src.error or "encoding failed")
+            job.out.embeddings = None
+            progress.item("failed", job.prompt)
+            continue
+        if job.out.embeddings != src.embeddings:
+            assert job.out.embeddings is not None
+            materialize(src.embeddings, job.out.embeddings, job)
+        job.out.status, job.out.cached = "cached", True
+        progress.item("cached", job.prompt)
+
+
+def _micro_batches(
+    unique: list[tuple[EncodeJob, Template]],
+) -> list[list[tuple[EncodeJob, Template]]]:
+    """Groups of at most batch_size jobs that share a template and settings (one encoder forward each)."""
+    by: dict[tuple[str, EncodeSettings], list[tuple[EncodeJob, Template]]] = {}
+    for job, t in unique:
+        by.setdefault((t.name, job.settings), []).append((job, t))
+    groups = []
+    for (_, settings), members in by.items():
+        bs = settings.batch_size
+        groups += [members[i : i + bs] for i in range(0, len(members), bs)]
+    return groups
+
+
+def _encode_group(
+    st: TextEncoderStage,
+    group: list[tuple[EncodeJob, Template]],
+    meter: StageMeter,
+    use_cache: bool,
+    progress: Progress,
+) -> None:
+    template, settings = group[0][1], group[0][0].settings
+    tensors, truncated = st.encode([job.prompt for job, _ in group], template, settings)
+    enc = st.engine.text_encoders(settings.placement)
+    for b, (job, _) in enumerate(group):
+        one = {k: v[b : b + 1] for k, v in tensors.items()}
+        if truncated[b]:
+            progress.warn(
+                f"{job.out.item.source or job.prompt[:40]}: prompt longer than {settings.text_len} tokens "
+                "was truncated"
+            )
+        manifest = {
+            "stage": "encode",
+            "prompt": job.prompt,
+            "original_prompt": None if job.negative else job.out.item.original_prompt,
+            "source": "negative prompt" if job.negative else job.out.item.source,
+            "template": {"name": template.name, "text": template.text, "crop_start": template.crop_start},
+            **settings.text_record(),
+            "truncated": truncated[b],
+            "encoder": {
+                "identity": st.identity,
+                "model": st.engine.model.source,
+                "dtype": st.dtype_name(settings.placement),
+                "text_dim": int(one["prompt_embeds"].shape[-1]),
+                "pooled_dim": int(one["pooled_prompt_embeds"].shape[-1]),
+            },
+            "cache_key": job.out.key,
+            "inputs": [],
+            "device": str(enc.device),
+            "versions": versions(),
+            **meter.record(),
+        }
+        assert job.out.key is not None and job.out.embeddings is not None
+        if use_cache:  # the shared entry holds no per-run fields (source, original prompt)
+            shared = {k: v for k, v in manifest.items() if k not in RUN_FIELDS}
+            write_artifact(cache.entry_path(job.out.key), "embeddings", one, shared)
+        write_artifact(job.out.embeddings, "embeddings", one, manifest)
+        job.out.status = "done"
+        progress.item("done", job.prompt)
+
+
+def materialize(src: Path, dst: Path, job: EncodeJob) -> None:
+    """Place found embeddings in the workdir with this run's own per-run fields in the manifest."""
+    art = read_artifact(src, "embeddings")
+    manifest = {
+        **art.manifest,
+        "source": "negative prompt" if job.negative else job.out.item.source,
+        "original_prompt": None if job.negative else job.out.item.original_prompt,
+        "cache_hit": True,
+    }
+    write_artifact(dst, "embeddings", art.tensors, manifest)

@@ -29,9 +29,9 @@ def main() -> None:
     from render.sampling.sample import initial_noise
 
     logging.set_verbosity_error()
-    engine, r, dit, _, cond = ready_dit(model(a.preset), a)
+    engine, r, dit, _, inputs = ready_dit(model(a.preset), a)
     x = initial_noise(engine.dit_info().latent_shape(r), 1, dit.device)  # [1, C, T, H, W]
-    kw = {"hidden_states": x, "timestep": torch.tensor([1000.0]), "guidance": torch.tensor([6000.0]), **cond}
+    kw = {"hidden_states": x, "timestep": torch.tensor([1000.0]), "guidance": torch.tensor([6000.0]), **inputs.cond}
     blocks = [*dit.module.transformer_blocks, *dit.module.single_transformer_blocks]
 
     def forward(heads_first: bool) -> tuple[float, torch.Tensor]:

@@ -97,7 +97,7 @@ def main() -> None:
 def bench(args: argparse.Namespace, root: Path) -> None:
     os.environ["HYV_CACHE_DIR"] = str(root / "cache")
     from render.engine import Engine
-    from render.model.tiny import init_tiny
+    from render.families import init_tiny
 
     args.model = init_tiny(root / "model", preset=args.preset, seed=0)
     # A text length the prompt fills: no padding, so both layouts attend over the same tokens (context parallel drops

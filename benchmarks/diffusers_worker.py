@@ -29,7 +29,7 @@ def main() -> None:
     from diffusers.utils import logging
 
     logging.disable_progress_bar()
-    from render.model.templates import VIDEO_TEMPLATE
+    from render.families.hunyuan_video.templates import VIDEO_TEMPLATE
 
     t_import = time.perf_counter()
     pipe = HunyuanVideoPipeline.from_pretrained(a.model).to("cpu")

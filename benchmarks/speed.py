@@ -75,7 +75,7 @@ def shape_args(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def ready_dit(path: Path, a: argparse.Namespace, **settings: Any) -> tuple[Any, Any, Any, dict[str, Any], Any]:
     """The engine, its concrete render settings, the loaded DiT prepared for them, PROMPT's embeddings and the
-    DiT's conditioning (padding dropped unless the attention is "masked"), at `a`'s size on the CPU."""
+    DiT's inputs (padding dropped unless the attention is "masked"), at `a`'s size on the CPU."""
     from render.engine import Engine
     from render.stages import speed
 
@@ -84,10 +84,10 @@ def ready_dit(path: Path, a: argparse.Namespace, **settings: Any) -> tuple[Any, 
     text = engine.encode_stage()
     tensors, _ = text.encode([PROMPT], text.template(a.frames), s.encode)
     engine.free("encode")
-    r = speed.concrete(engine, s.render)
+    r = engine.concrete(s.render)
     dit = engine.transformer(r.placement)
-    speed.prepare(engine, dit, r, dit.state)
-    return engine, r, dit, tensors, speed.trim(engine, engine.family.conditioning(tensors), r)
+    speed.prepare(dit, r, engine.family, engine.calibration(), lambda: int(engine.clock))
+    return engine, r, dit, tensors, engine.family.step_inputs(tensors, None, r, trim=r.attention != "masked")
 
 
 def main() -> None:
@@ -102,12 +102,12 @@ def main() -> None:
     from diffusers import HunyuanVideoPipeline
     from diffusers.utils import logging
 
-    from render.model.templates import VIDEO_TEMPLATE
+    from render.families.hunyuan_video.templates import VIDEO_TEMPLATE
     from render.sampling.sample import denoise, initial_noise, set_schedule
 
     logging.set_verbosity_error()
     path = model(a.preset)
-    engine, r, dit, tensors, cond = ready_dit(path, a, steps=a.steps, attention=a.attention, compile=a.compile)
+    engine, r, dit, tensors, inputs = ready_dit(path, a, steps=a.steps, attention=a.attention, compile=a.compile)
     template = engine.encode_stage().template(a.frames)
     used = int(tensors["prompt_attention_mask"].sum())
 
@@ -120,8 +120,8 @@ def main() -> None:
         sched = engine.scheduler(r.shift)
         set_schedule(sched, r.steps, dit.device)
         noise = initial_noise(engine.dit_info().latent_shape(r), 1, dit.device)
-        out = denoise(dit.module, sched, noise, cond, None, guidance=r.guidance, cfg_scale=1.0, start=0,
-                      end=r.steps, on_step=lambda i, lat, x0: stamps.append(time.perf_counter()))  # fmt: skip
+        out = denoise(dit.module, sched, noise, inputs, cfg_scale=1.0, start=0, end=r.steps,
+                      on_step=lambda i, lat, x0: stamps.append(time.perf_counter()))  # fmt: skip
         return [b - a_ for a_, b in zip(stamps, stamps[1:], strict=False)], out
 
     def run_diffusers() -> tuple[list[float], torch.Tensor]:
@@ -156,7 +156,7 @@ def main() -> None:
     x = initial_noise(engine.dit_info().latent_shape(r), 1, dit.device)
     g = torch.tensor([r.guidance * 1000.0])
     t = torch.tensor([1000.0])
-    ours_kw = {"hidden_states": x, "timestep": t, "guidance": g, **cond}
+    ours_kw = {"hidden_states": x, "timestep": t, "guidance": g, **inputs.cond}
     ref_kw = {"hidden_states": x, "timestep": t, "guidance": g, **engine.family.conditioning(tensors)}
     # Counted on diffusers' (uncompiled) copy of the same DiT: hyv's FLOP are its own inputs' (padding dropped).
     ours_flop, ref_flop = flops(pipe.transformer, ours_kw), flops(pipe.transformer, ref_kw)

@@ -109,7 +109,7 @@ def quality(root: Path, model: Path, a: argparse.Namespace) -> list[dict[str, An
         from safetensors.torch import load_file
 
         lat = load_file(str(out.latents))["latents"]
-        frames = decode_frames(vae.module, vae.device, lat, tiling=True)
+        frames = decode_frames(vae.module, vae.device, lat, True, base.family)
         if ref_frames is None:
             ref_frames, ref_lat = frames, lat
         rows.append(
@@ -170,7 +170,7 @@ def main() -> None:
     a.root.mkdir(parents=True, exist_ok=True)
     model = a.root / "medium"
     if not (model / "model_index.json").exists():
-        from render.model.tiny import init_tiny
+        from render.families import init_tiny
 
         init_tiny(model, preset="medium", seed=0, force=True)
     result: dict[str, Any] = {"settings": vars(a) | {"root": str(a.root), "out": str(a.out)}}

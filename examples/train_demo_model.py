@@ -47,8 +47,8 @@ from render.demo.world import (  # noqa: E402
     random_scene,
     render,
 )
-from render.model.templates import IMAGE_TEMPLATE, VIDEO_TEMPLATE  # noqa: E402
-from render.model.tiny import SPECIALS_CLIP, SPECIALS_LLAMA, wrap_tokenizer  # noqa: E402
+from render.families.hunyuan_video.templates import IMAGE_TEMPLATE, VIDEO_TEMPLATE  # noqa: E402
+from render.families.hunyuan_video.tiny import SPECIALS_CLIP, SPECIALS_LLAMA, wrap_tokenizer  # noqa: E402
 
 FRAMES, SIZE = 17, 64  # the demo's video: 17 frames of 64x64 -> latents [8, 5, 8, 8]
 TEXT_LEN = 24
@@ -441,7 +441,7 @@ def encode_captions(model_dir: Path, captions: list[str]) -> dict[str, torch.Ten
     """Every caption through hyv's encode path: prompt_embeds [N, L, D], mask [N, L], pooled [N, P]."""
     from render.core.settings import EncodeSettings
     from render.engine import Engine
-    from render.model.loading import ModelRef
+    from render.model.ref import ModelRef
 
     engine = Engine(ModelRef(model_dir, "demo"))
     stage, settings = engine.encode_stage(), EncodeSettings(text_len=TEXT_LEN)
@@ -570,7 +570,7 @@ def generate(model_dir: Path, prompts: list[str], workdir: Path, seed: int = 42)
     """Videos through hyv's own engine (the code `hyv run` calls) at the demo's defaults."""
     from render.core.resolve import Flags
     from render.engine import Engine
-    from render.model.loading import ModelRef
+    from render.model.ref import ModelRef
 
     engine = Engine(ModelRef(model_dir, str(model_dir)))
     flags = Flags(

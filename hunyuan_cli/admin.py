@@ -30,20 +30,22 @@ def init_tiny(
     ] = "tiny",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random weights.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Replace a non-empty directory.")] = False,
+    family: Annotated[str, typer.Option("--family", help="The model family: HunyuanVideo.")] = "HunyuanVideo",
     json_out: JsonOpt = False,
 ) -> None:
-    """Write a randomly initialised HunyuanVideo model built from configs (no download)."""
+    """Write a randomly initialised model built from configs (no download)."""
     with reported_errors():
-        from render.model.tiny import init_tiny as build
+        from render.families import init_tiny as build
 
         quiet_libraries()
-        path = build(directory, preset=preset, seed=seed, force=force)
+        path = build(directory, family, preset=preset, seed=seed, force=force)
         size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
         if json_out:
             emit_json(
                 {
                     "command": "models init-tiny",
                     "path": str(path),
+                    "family": family,
                     "preset": preset,
                     "seed": seed,
                     "bytes": size,

@@ -20,7 +20,7 @@ import typer
 from hunyuan_cli.common import DEFAULT_WORKDIR
 from render.core.resolve import Flags
 from render.core.settings import DEFAULTS
-from render.model.loading import DEMO_DEFAULTS
+from render.model.ref import DEMO_DEFAULTS
 from render.model.variant import DiTVariant, LoraSpec
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -12,6 +12,7 @@ from hunyuan_cli.admin import models_app
 from hunyuan_cli.common import JsonOpt, emit_json, quiet_libraries, reported_errors
 
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace a non-empty destination.")]
+FamilyOpt = Annotated[str, typer.Option("--family", help="The model family: HunyuanVideo.")]
 
 
 @models_app.command("check")
@@ -26,25 +27,28 @@ def check(
     the config). Reads headers only."""
     with reported_errors():
         from render.core.errors import WeightsError
+        from render.families import family_of, resolve_model
         from render.model.check import check_component
-        from render.model.loading import resolve_model
         from render.model.variant import DiTVariant
 
         quiet_libraries()
         ref = resolve_model(directory or model)
-        names = [n for stage in ref.family.stage_components.values() for n in stage]
-        statuses = [check_component(ref, n, DiTVariant()) for n in dict.fromkeys(names)]
+        family = family_of(ref)
+        names = [n for stage in family.stage_components.values() for n in stage]
+        statuses = [check_component(ref, family, n, DiTVariant()) for n in dict.fromkeys(names)]
         ok = all(s.state == "ok" for s in statuses)
-        info: dict[str, Any] = {"path": str(ref.path), "source": ref.source, "layout": ref.layout}
+        info: dict[str, Any] = {
+            "path": str(ref.path), "source": ref.source, "layout": ref.layout, "family": family.name,
+        }  # fmt: skip
         if ok:
-            tr = ref.config("transformer")
+            tr = family.config(ref, "transformer")
             info["layers"] = [tr.get("num_layers"), tr.get("num_single_layers")]
             info["text_dim"] = tr.get("text_embed_dim")
         if json_out:
             rows = [vars(s) for s in statuses]
             emit_json({"command": "models check", **info, "components": rows, "ok": ok})
         else:
-            typer.echo(f"{ref.source} ({ref.path}): {ref.layout} layout")
+            typer.echo(f"{ref.source} ({ref.path}): {family.name}, {ref.layout} layout")
             for s in statuses:
                 size = f", {s.bytes / 1e9:.2f} GB" if s.bytes else ""
                 typer.echo(f"  {s.name:15} {s.state}{size}{': ' + s.detail if s.detail else ''}")
@@ -68,11 +72,12 @@ def convert(
 ) -> None:
     """Write an original-layout model in the diffusers layout (sharded safetensors) so later runs load fast."""
     with reported_errors():
+        from render.families import family_of, resolve_model
         from render.model.convert import convert_model
-        from render.model.loading import resolve_model
 
         quiet_libraries()
-        out = convert_model(resolve_model(src), dst, force=force, max_shard_size=shard)
+        ref = resolve_model(src)
+        out = convert_model(ref, family_of(ref), dst, force=force, max_shard_size=shard)
         size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
         if json_out:
             emit_json({"command": "models convert", "path": str(out), "bytes": size})
@@ -82,20 +87,24 @@ def convert(
 
 @models_app.command("prepare-text-encoder")
 def prepare_text_encoder(
-    src: Annotated[Path, typer.Argument(help="xtuner/llava-llama-3-8b-v1_1-transformers, downloaded.")],
+    src: Annotated[
+        Path,
+        typer.Argument(help="The family's vision-language checkpoint (HunyuanVideo: xtuner/llava-llama-3-8b-v1_1-…)."),
+    ],
     dst: Annotated[Path, typer.Argument(help="Where to write the text encoder (e.g. ckpts/text_encoder).")],
+    family: FamilyOpt = "HunyuanVideo",
     dtype: Annotated[str, typer.Option("--dtype", help="float16 (upstream's), bfloat16 or float32.")] = "float16",
     shard: Annotated[str, typer.Option("--max-shard-size", help="Largest output shard.")] = "2GB",
     force: ForceOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """The Llama language model and tokenizer out of the LLaVA checkpoint, on the CPU, one shard in memory at a
-    time (upstream's script needs GPU 0)."""
+    """The language model and tokenizer out of the family's vision-language checkpoint, on the CPU, one shard in
+    memory at a time (upstream's scripts need GPU 0)."""
     with reported_errors():
-        from render.model.text_encoder import prepare_text_encoder as prepare
+        from render.families import family_named
 
         quiet_libraries()
-        out = prepare(src, dst, dtype_name=dtype, max_shard_size=shard, force=force)
+        out = family_named(family).prepare_text_encoder(src, dst, dtype_name=dtype, force=force)
         if json_out:
             emit_json({"command": "models prepare-text-encoder", "path": str(out)})
         else:
@@ -108,17 +117,20 @@ def download(
     layout: Annotated[str, typer.Option("--layout", help="diffusers or original.")] = "diffusers",
     fp8: Annotated[bool, typer.Option("--fp8", help="Original layout: Tencent's fp8 DiT and scales.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before downloading.")] = False,
+    family: FamilyOpt = "HunyuanVideo",
 ) -> None:
     """Fetch the weights through huggingface_hub: sizes first, then a resumable download."""
     with reported_errors():
+        from render.families import family_named
         from render.model.download import download as fetch
-        from render.model.download import fetch_list, planned_sizes
+        from render.model.download import planned_sizes
 
-        fetches = fetch_list(layout, fp8)
+        fam = family_named(family)
+        fetches = fam.fetch_list(layout, fp8)
         sizes = planned_sizes(fetches)
         for f, n, b in sizes:
             typer.echo(f"{f.repo}: {n} files, {b / 1e9:.1f} GB -> {directory / f.subdir}")
         typer.echo(f"total {sum(b for _, _, b in sizes) / 1e9:.1f} GB")
         if not yes and not typer.confirm("download?", default=True):
             raise typer.Exit(1)
-        fetch(directory, fetches, typer.echo)
+        fetch(directory, fam, fetches, typer.echo)

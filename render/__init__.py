@@ -10,7 +10,8 @@ Importing this package is cheap: torch and diffusers are imported by the modules
 from render.core.items import Item, Outcome, Report
 from render.core.resolve import Flags
 from render.core.settings import Settings
+from render.core.version import VERSION
 from render.engine import Engine
 
-__version__ = "0.1.0"
+__version__ = VERSION
 __all__ = ["Engine", "Flags", "Item", "Outcome", "Report", "Settings", "__version__"]

@@ -34,14 +34,14 @@ def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from render.model.tiny import init_tiny
+    from render.families import init_tiny
 
     return init_tiny(tmp_path_factory.mktemp("models") / "tiny", preset="tiny", seed=0)
 
 
 @pytest.fixture(scope="session")
 def small_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from render.model.tiny import init_tiny
+    from render.families import init_tiny
 
     return init_tiny(tmp_path_factory.mktemp("models") / "small", preset="small", seed=1)
 

@@ -85,8 +85,8 @@ def write_sparse_weights(root: Path) -> bool:
 
     import torch
 
+    from render.families.hunyuan_video import HUNYUAN_VIDEO
     from render.model.check import meta_module
-    from render.model.family import HUNYUAN_VIDEO
 
     probe = root / "sparse-probe"
     with open(probe, "wb") as f:

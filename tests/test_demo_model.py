@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from render.model.loading import BUNDLED_DEMO
+from render.model.ref import BUNDLED_DEMO
 from tests.conftest import Cli
 
 
@@ -77,7 +77,7 @@ class Demo:
 
     def cond(self, prompt: str) -> Any:
         t, _ = self.text.encode([prompt], self.template, self.settings.encode)
-        return self.engine.family.conditioning(t)
+        return self.engine.family.step_inputs(t, None, self.settings.render, trim=False)
 
     def latents(self, cond: Any, seed: int = 42, reverse: bool = False) -> Any:
         from render.sampling.sample import denoise, initial_noise, set_schedule
@@ -94,8 +94,6 @@ class Demo:
             self.scheduler,
             initial_noise(shape, seed, self.dit.device),
             cond,
-            None,
-            guidance=s.guidance,
             cfg_scale=1.0,
             start=0,
             end=s.steps,
@@ -104,7 +102,7 @@ class Demo:
     def frames(self, latents: Any) -> np.ndarray:
         from render.stages.decode import decode_frames
 
-        return np.asarray(decode_frames(self.vae.module, self.vae.device, latents, tiling=True))
+        return np.asarray(decode_frames(self.vae.module, self.vae.device, latents, True, self.engine.family))
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ import torch
 from safetensors.torch import load_file
 
 from render.engine import Engine
-from render.model.loading import BUNDLED_DEMO
-from render.model.templates import VIDEO_TEMPLATE
+from render.families.hunyuan_video.templates import VIDEO_TEMPLATE
+from render.model.ref import BUNDLED_DEMO
 from tests.conftest import SMALL_ARGS, Cli
 
 PROMPT = "A cat walks on the grass, realistic style."
@@ -85,7 +85,7 @@ def test_latents_and_frames_equal_diffusers(tiny_model: Path, tmp_path: Path, cl
     ]
     engine = Engine(tiny_model)
     vae = engine.vae(engine.settings().decode.placement, tiling=True)
-    frames = decode_frames(vae.module, vae.device, ours, tiling=True)  # [F, H, W, 3] uint8
+    frames = decode_frames(vae.module, vae.device, ours, True, engine.family)  # [F, H, W, 3] uint8
     assert frames.shape == ref_np.shape == (9, 32, 32, 3)
     assert abs(frames.astype(float) - (ref_np * 255).round()).max() <= 1.0
 
@@ -198,8 +198,8 @@ def test_crop_start_is_measured_not_assumed(tiny_model: Path) -> None:
     st = Engine(tiny_model).encode_stage()
     t = st.template(9)
     assert t.crop_start != 95
-    ids = st.tokenizer(t.text.format("zebra"))["input_ids"]
-    prefix = st.tokenizer(t.text.split("{}")[0])["input_ids"]
+    ids = st.text.tokenizer(t.text.format("zebra"))["input_ids"]
+    prefix = st.text.tokenizer(t.text.split("{}")[0])["input_ids"]
     assert ids[: t.crop_start] == prefix[: t.crop_start]
-    assert st.tokenizer.decode(ids[t.crop_start :]).startswith("zebra")
+    assert st.text.tokenizer.decode(ids[t.crop_start :]).startswith("zebra")
     assert st.template(1).crop_start < t.crop_start  # the image template is shorter

@@ -14,8 +14,8 @@ import torch
 from safetensors.torch import load_file
 
 from render.engine import Engine
+from render.families.hunyuan_video.templates import VIDEO_TEMPLATE
 from render.files.artifacts import read_manifest
-from render.model.templates import VIDEO_TEMPLATE
 from tests.conftest import SMALL_ARGS, Cli
 
 PROMPT = "A cat walks on the grass, realistic style."
@@ -61,6 +61,7 @@ def test_heads_first_processor_equals_diffusers(tiny_model: Path, padded: bool) 
     diffusers' own, through a whole DiT forward: double and single blocks, with and without padded text tokens."""
     from diffusers import HunyuanVideoTransformer3DModel
 
+    from render.families.hunyuan_video import HUNYUAN_VIDEO as family
     from render.sampling.attention import install_processors, set_backend
 
     tr = HunyuanVideoTransformer3DModel.from_pretrained(str(tiny_model / "transformer")).eval()
@@ -79,11 +80,11 @@ def test_heads_first_processor_equals_diffusers(tiny_model: Path, padded: bool) 
     }
     with torch.no_grad():
         (ref,) = tr(**inputs)
-        install_processors(tr)
-        set_backend(tr, "native")
+        install_processors(tr, family)
+        set_backend(tr, "native", family)
         assert all(b.attn.processor.heads_first for b in [*tr.transformer_blocks, *tr.single_transformer_blocks])
         (ours,) = tr(**inputs)
-        set_backend(tr, "masked")  # diffusers' layout again: to the bit
+        set_backend(tr, "masked", family)  # diffusers' layout again: to the bit
         (masked,) = tr(**inputs)
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
     assert not torch.equal(ours, torch.zeros_like(ours))
@@ -109,13 +110,15 @@ def test_teacache_skips_steps_but_never_the_first_or_last(tiny_model: Path) -> N
     engine = Engine(tiny_model, policy="keep-warm")
     s = engine.settings(frames=9, height=32, width=32, steps=10)
     text = engine.encode_stage()
-    cond = engine.family.conditioning(text.encode([PROMPT], text.template(9), s.encode)[0])
+    tensors = text.encode([PROMPT], text.template(9), s.encode)[0]
+    inputs = engine.family.step_inputs(tensors, None, s.render, trim=False)
     dit = engine.transformer(s.render.placement)
+    recipe = engine.family.teacache()
     seen: dict[str, tuple[int, int]] = {}
 
     def render(threshold: float | None) -> torch.Tensor:
         if threshold is not None:
-            apply_teacache(dit.module, TeaCacheConfig(threshold=threshold))
+            apply_teacache(dit.module, TeaCacheConfig(recipe.coefficients, threshold=threshold), recipe)
         sched = engine.scheduler(s.render.shift)
         set_schedule(sched, 10, dit.device)
 
@@ -124,8 +127,7 @@ def test_teacache_skips_steps_but_never_the_first_or_last(tiny_model: Path) -> N
 
         try:
             noise = initial_noise(engine.dit_info().latent_shape(s.render), 1, dit.device)
-            return denoise(dit.module, sched, noise, cond, None, guidance=6.0, cfg_scale=1.0, start=0, end=10,
-                           on_step=watch)  # fmt: skip
+            return denoise(dit.module, sched, noise, inputs, cfg_scale=1.0, start=0, end=10, on_step=watch)
         finally:
             if threshold is not None:
                 remove_teacache(dit.module)

@@ -151,7 +151,7 @@ def test_prepare_text_encoder_streams_the_language_model(tiny_model: Path, tmp_p
     total = sum(f.stat().st_size for f in src.glob("*.safetensors"))
     script = (
         "import sys; from pathlib import Path; from render.files.manifest import StageMeter; "
-        "from render.model.text_encoder import prepare_text_encoder; import safetensors.torch; "
+        "from render.families.hunyuan_video.admin import prepare_text_encoder; import safetensors.torch; "
         "from transformers import AutoTokenizer, LlamaConfig; "  # code is not what is measured
         "m = StageMeter.start(); "
         "prepare_text_encoder(Path(sys.argv[1]), Path(sys.argv[2]), max_shard_size='6MB'); "

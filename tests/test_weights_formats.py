@@ -82,7 +82,7 @@ def test_conversion_matches_diffusers_on_the_real_13b_shapes() -> None:
     from diffusers import HunyuanVideoTransformer3DModel
     from diffusers.loaders.single_file_utils import convert_hunyuan_video_transformer_to_diffusers
 
-    from render.model.original import convert_dit_state_dict, infer_dit_config
+    from render.families.hunyuan_video.original import convert_dit_state_dict, infer_dit_config
 
     with torch.device("meta"):
         model = HunyuanVideoTransformer3DModel()
@@ -136,13 +136,16 @@ def test_gguf_dit_files(small_model: Path, tmp_path: Path, cli: Cli) -> None:
     from diffusers.quantizers.gguf.utils import GGUFParameter
 
     from render.core.settings import Placement
-    from render.model.loading import load_transformer, resolve_model
+    from render.families import family_of, resolve_model
+    from render.model.loading import load_transformer
     from render.model.variant import DiTVariant
 
     sd = load_file(str(small_model / "transformer" / "diffusion_pytorch_model.safetensors"))
     orig = diffusers_to_original(sd)
     files = {q: write_gguf(orig, tmp_path / f"dit-{q}.gguf", q) for q in ("Q8_0", "Q4_0")}
-    tr, *_ = load_transformer(resolve_model(small_model), Placement(device="cpu"), DiTVariant(dit_file=files["Q4_0"]))
+    model = resolve_model(small_model)
+    variant = DiTVariant(dit_file=files["Q4_0"])
+    tr = load_transformer(model, family_of(model), Placement(device="cpu"), variant).module
     assert isinstance(tr.transformer_blocks[0].attn.to_q.weight, GGUFParameter)
     del tr
     args: list[str] = []
@@ -180,7 +183,8 @@ def test_loras_in_every_format_equal_the_merged_weights(tiny_model: Path, loras:
     from diffusers import HunyuanVideoTransformer3DModel
 
     from render.core.settings import Placement
-    from render.model.loading import load_transformer, resolve_model
+    from render.families import family_of, resolve_model
+    from render.model.loading import load_transformer
     from render.model.variant import DiTVariant, LoraSpec
 
     torch.manual_seed(0)
@@ -201,7 +205,8 @@ def test_loras_in_every_format_equal_the_merged_weights(tiny_model: Path, loras:
     assert _rel(base, want) > 0.05  # the LoRA changes the output
     model = resolve_model(tiny_model)
     for name, f in loras["files"].items():
-        tr, *_ = load_transformer(model, Placement(device="cpu"), DiTVariant(loras=(LoraSpec(f, 0.7),)))
+        variant = DiTVariant(loras=(LoraSpec(f, 0.7),))
+        tr = load_transformer(model, family_of(model), Placement(device="cpu"), variant).module
         with torch.no_grad():
             got = tr(hidden_states=x, **kw, return_dict=False)[0]
         assert _rel(got, want) < 1e-5, name

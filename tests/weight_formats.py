@@ -255,7 +255,7 @@ def merged_weights(sd: dict[str, torch.Tensor], lora: dict[str, torch.Tensor], s
             module = key.removeprefix("diffusion_model.").removesuffix(".lora_A.weight")
             b = lora[key.replace(".lora_A.", ".lora_B.")]
             orig[f"{module}.weight"] = orig[f"{module}.weight"] + scale * (b @ lora[key])
-    from render.model.original import convert_dit_state_dict
+    from render.families.hunyuan_video.original import convert_dit_state_dict
 
     hidden = sd["x_embedder.proj.weight"].shape[0]
     return convert_dit_state_dict(orig, hidden, "oracle")

@@ -11,15 +11,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from render.core.errors import ModelNotFoundError, SettingsError
-from render.core.settings import (
-    DecodeSettings,
-    EncodeSettings,
-    Placement,
-    RenderSettings,
-    Settings,
-    size_from_preset,
-)
-from render.model.offload import check_mode
+from render.core.settings import DecodeSettings, EncodeSettings, Placement, Profile, RenderSettings, Settings
 
 
 @dataclass(frozen=True)
@@ -114,20 +106,28 @@ def _seed(value: int | str) -> int:
         raise SettingsError(f"seed must be a whole number or 'random', got {value!r}") from None
 
 
-def resolve_settings(flags: Flags, model_defaults: Mapping[str, Any] | None = None) -> Settings:
-    """Flags > model defaults > hyv's defaults, for every stage; checked once."""
+def resolve_settings(
+    flags: Flags, model_defaults: Mapping[str, Any] | None = None, profile: Profile | None = None
+) -> Settings:
+    """Flags > model defaults (its hyv.json, then its family's for this model) > hyv's defaults, for every stage;
+    checked once. `profile`: the family's presets and the flags it refuses."""
+    profile = profile or Profile()
     md = dict(model_defaults or {})
     given = {k: v for k, v in vars(flags).items() if v is not None}
+    for name, why in profile.refused.items():
+        if name in given:
+            raise SettingsError(f"--{name.replace('_', '-')} does not apply to {profile.family}: {why}")
     if "seed" in given:
         given["seed"] = _seed(given["seed"])
     if "size" in given or "aspect" in given:
         if "size" not in given:
-            raise SettingsError("--aspect goes with --size (720p or 540p); or give --height and --width")
+            sizes = " or ".join(profile.sizes)
+            raise SettingsError(f"--aspect goes with --size ({sizes}); or give --height and --width")
         if "height" in given or "width" in given:
             raise SettingsError("give either --size/--aspect or --height/--width, not both")
-        given["height"], given["width"] = size_from_preset(given["size"], given.get("aspect", "16:9"))
+        given["height"], given["width"] = profile.size(given["size"], given.get("aspect"))
     placement = Placement(**{k: given[k] for k in ("device", "dtype", "offload") if k in given})
-    check_mode(placement.offload)
+    placement.check()
     stage_device = {
         EncodeSettings: given.get("text_encoder_device"),
         DecodeSettings: given.get("vae_device"),

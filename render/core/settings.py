@@ -29,6 +29,12 @@ SIZE_PRESETS: dict[str, dict[str, tuple[int, int]]] = {
 }
 ASPECTS = ("16:9", "9:16", "4:3", "3:4", "1:1")
 
+# The choice lists every front end shows and every check uses (defined here once).
+ATTENTION_CHOICES = (
+    "auto", "masked", "native", "flash", "flash_varlen", "sage", "sage_varlen", "flex", "_native_cudnn",
+)  # fmt: skip
+OFFLOAD_MODES = ("none", "model", "group", "sequential", "auto")  # render.model.offload
+CONCRETE_MODES = ("none", "model", "group", "sequential")
 EXACT_ATTENTION = ("auto", "masked", "native", "flash", "flash_varlen", "flex", "_native_cudnn")
 MAX_VIDEOS = 10_000  # videos of one prompt in one run: more is a typo, not a plan
 
@@ -54,6 +60,10 @@ class Placement:
     device: str = "auto"
     dtype: str = "auto"
     offload: str = "none"  # none | model | group | sequential | auto (render.model.offload)
+
+    def check(self) -> None:
+        if self.offload not in OFFLOAD_MODES:
+            raise SettingsError(f"unknown offload mode {self.offload!r}; use {', '.join(OFFLOAD_MODES)}")
 
 
 @dataclass(frozen=True)
@@ -100,14 +110,13 @@ class RenderSettings:
     placement: Placement = field(default_factory=Placement)
 
     def check(self) -> None:
-        from render.sampling.attention import CHOICES
-        from render.sampling.caches import CacheSpec
+        from render.core.cachespec import CacheSpec
 
         CacheSpec.parse(self.cache)
         if self.cache_quality is not None and not _is_quality(self.cache_quality):
             raise SettingsError(f"cache-quality is a PSNR in dB such as 30db, got {self.cache_quality!r}")
-        if self.attention not in CHOICES:
-            raise SettingsError(f"unknown attention {self.attention!r}; use one of {', '.join(CHOICES)}")
+        if self.attention not in ATTENTION_CHOICES:
+            raise SettingsError(f"unknown attention {self.attention!r}; use one of {', '.join(ATTENTION_CHOICES)}")
         if self.frames < 1 or (self.frames - 1) % 4 != 0:
             k = max(0, round((self.frames - 1) / 4))
             raise SettingsError(
@@ -212,13 +221,25 @@ def _is_quality(text: str) -> bool:
     return re.fullmatch(r"\d+(\.\d+)?db", text.strip().lower()) is not None
 
 
-def size_from_preset(size: str, aspect: str) -> tuple[int, int]:
-    """(height, width) of a resolution preset."""
-    if size not in SIZE_PRESETS:
-        raise SettingsError(f"unknown size {size!r}; use one of {', '.join(SIZE_PRESETS)}")
-    if aspect not in SIZE_PRESETS[size]:
-        raise SettingsError(f"unknown aspect {aspect!r}; use one of {', '.join(ASPECTS)}")
-    return SIZE_PRESETS[size][aspect]
+@dataclass(frozen=True)
+class Profile:
+    """What a model family changes in the resolution of settings (`render.core.resolve`): its --size/--aspect
+    presets and the flags it does not take (a flag given that does not apply is a usage error, never ignored).
+    Its default values come with the model (`Family.defaults`), between the model's hyv.json and hyv's own."""
+
+    family: str = "HunyuanVideo"
+    sizes: Mapping[str, Mapping[str, tuple[int, int]]] = field(default_factory=lambda: SIZE_PRESETS)
+    default_aspect: str = "16:9"
+    refused: Mapping[str, str] = field(default_factory=dict)  # flag -> why this family does not take it
+
+    def size(self, size: str, aspect: str | None) -> tuple[int, int]:
+        """(height, width) of a resolution preset."""
+        if size not in self.sizes:
+            raise SettingsError(f"unknown size {size!r} for {self.family}; use one of {', '.join(self.sizes)}")
+        aspect = aspect or self.default_aspect
+        if aspect not in self.sizes[size]:
+            raise SettingsError(f"unknown aspect {aspect!r}; use one of {', '.join(self.sizes[size])}")
+        return tuple(self.sizes[size][aspect])  # type: ignore[return-value]
 
 
 DEFAULTS = Settings()  # hyv's own defaults, for help texts and documentation

@@ -10,11 +10,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import render
+from render.core.version import VERSION
 
 
 def versions() -> dict[str, str]:
-    out = {"hyv": render.__version__, "python": platform.python_version()}
+    out = {"hyv": VERSION, "python": platform.python_version()}
     for pkg in ("torch", "diffusers", "transformers"):
         try:
             out[pkg] = metadata.version(pkg)

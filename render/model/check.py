@@ -8,14 +8,13 @@ components before the stage starts (a truncated VAE fails `hyv run` before anyth
 from __future__ import annotations
 
 import importlib
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from render.core.errors import ModelNotFoundError, WeightsError
-from render.model.layout import ORIGINAL
+from render.model.family import Family
 
 if TYPE_CHECKING:
     from render.model.ref import ModelRef
@@ -31,28 +30,6 @@ class Status:
     detail: str = ""
     files: list[str] = field(default_factory=list)
     bytes: int = 0
-
-
-def folder_shapes(directory: Path) -> Shapes:
-    """Tensor shapes of a component folder (every shard; a shard its index names but that is absent is an error)."""
-    from render.model.weightfiles import file_shapes, weight_files
-
-    index = next(iter(sorted(directory.glob("*.safetensors.index.json"))), None)
-    if index is not None:
-        try:
-            shards = set(json.loads(index.read_text())["weight_map"].values())
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise WeightsError(f"{index} is not a valid safetensors index") from None
-        for s in sorted(shards):
-            if not (directory / s).is_file():
-                raise WeightsError(f"{directory / s} is missing (named by {index.name})")
-    files = weight_files(directory)
-    if not files:
-        raise ModelNotFoundError(f"{directory} holds no weight files (.safetensors, .bin, .pt)")
-    shapes: Shapes = {}
-    for f in files:
-        shapes.update(file_shapes(f))
-    return shapes
 
 
 def meta_module(family_class: str, config: dict[str, Any], directory: Path) -> Any:
@@ -88,33 +65,27 @@ def compare(expected: Shapes, found: Shapes, where: str) -> None:
         raise WeightsError(f"{where}: {len(missing)} tensor(s) missing, e.g. {', '.join(missing[:3])}")
 
 
-def _weights_of(model: ModelRef, name: str, variant: DiTVariant) -> tuple[Shapes, list[Path], dict[str, Any]]:
+def _weights_of(
+    model: ModelRef, family: Family, name: str, variant: DiTVariant
+) -> tuple[Shapes, list[Path], dict[str, Any]]:
     """(shapes under diffusers' names, the files read, the config) of one weight component."""
-    from render.model.dit import diffusers_shapes, dit_config, dit_source
-    from render.model.weightfiles import file_shapes, weight_files
+    from render.model.weightfiles import folder_shapes, weight_files
 
+    found = family.component_weights(model, name, variant)
+    if found is not None:
+        return found
     d = model.component(name)
-    if name == "transformer":
-        src = dit_source(model, variant)
-        files = weight_files(src.path) if src.path.is_dir() else [src.path]
-        return diffusers_shapes(model, variant), files, dit_config(model, variant)
-    if model.layout == ORIGINAL and name == "vae":
-        from render.model.original import vae_state_dict
-
-        f = d / "pytorch_model.pt"
-        if not f.is_file():
-            raise ModelNotFoundError(f"model {model.source} has no VAE checkpoint {f}")
-        return vae_state_dict(file_shapes(f)), [f], model.config(name)
-    return folder_shapes(d), weight_files(d), (model.config(name) if name in ("vae",) else {})
+    config = family.config(model, name) if name in ("vae",) else {}
+    return folder_shapes(d), weight_files(d), config
 
 
-def check_component(model: ModelRef, name: str, variant: DiTVariant) -> Status:
+def check_component(model: ModelRef, family: Family, name: str, variant: DiTVariant) -> Status:
     """The status of one component (weights checked against the config for weight components)."""
-    family = model.family
     st = Status(name)
     d = model.component(name)
-    if model.layout == ORIGINAL and name == "scheduler":
-        st.detail = "flow matching, shift 7 (built in: the original layout has no scheduler folder)"
+    built_in = family.built_in(model, name)
+    if built_in is not None:
+        st.detail = built_in
         return st
     if name == "transformer" and variant.dit_file is not None:
         pass  # the DiT comes from the --dit file
@@ -127,7 +98,7 @@ def check_component(model: ModelRef, name: str, variant: DiTVariant) -> Status:
     if name not in family.weight_components:
         return st
     try:
-        shapes, files, config = _weights_of(model, name, variant)
+        shapes, files, config = _weights_of(model, family, name, variant)
         st.files = [str(f) for f in files]
         st.bytes = sum(f.stat().st_size for f in files)
         meta = meta_module(family.component_classes[name], config, d)
@@ -140,10 +111,12 @@ def check_component(model: ModelRef, name: str, variant: DiTVariant) -> Status:
     return st
 
 
-def check_stage(model: ModelRef, stage: str, variant: DiTVariant) -> None:
+def check_stage(model: ModelRef, family: Family, stage: str, variant: DiTVariant) -> None:
     """Raise one line for the first component of the stage that is missing or corrupt."""
     problems = [
-        s for n in model.family.stage_components[stage] if (s := check_component(model, n, variant)).state != "ok"
+        s
+        for n in family.stage_components[stage]
+        if (s := check_component(model, family, n, variant)).state != "ok"
     ]
     missing = [p for p in problems if p.state == "missing"]
     if missing:

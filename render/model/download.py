@@ -1,11 +1,7 @@
 """`hyv models download DIR`: the weights from the hub through huggingface_hub, sizes listed before anything is
-fetched, resumable (an interrupted download continues where it stopped when the command is run again).
-
-- diffusers layout: `hunyuanvideo-community/HunyuanVideo` as it is.
-- original layout: Tencent's DiT (or, with --fp8, its fp8 DiT and scale map) and VAE from `tencent/HunyuanVideo`,
-  the LLaVA model `xtuner/llava-llama-3-8b-v1_1-transformers` (its language model is then extracted into
-  `text_encoder/` on the CPU: render.model.text_encoder) and CLIP `openai/clip-vit-large-patch14` as
-  `text_encoder_2/`.
+fetched, resumable (an interrupted download continues where it stopped when the command is run again). What is
+fetched for a layout is the family's (`Family.fetch_list`); what follows a download too (`Family.after_download`,
+e.g. the text encoder extracted from a vision-language model).
 """
 
 from __future__ import annotations
@@ -15,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from render.core.errors import ModelNotFoundError, UsageError
-from render.model.layout import DIT_NAME, T2V
+from render.core.errors import ModelNotFoundError
+from render.model.family import Family
 
 
 @dataclass(frozen=True)
@@ -24,28 +20,6 @@ class Fetch:
     repo: str
     subdir: str  # under DIR ("" for DIR itself)
     patterns: tuple[str, ...] | None  # None: the whole repository
-
-
-LLAVA = "llava-llama-3-8b-v1_1-transformers"
-
-
-def fetch_list(layout: str, fp8: bool) -> list[Fetch]:
-    if layout == "diffusers":
-        if fp8:
-            raise UsageError(
-                "Tencent's fp8 DiT comes in the original layout: use --layout original --fp8, or keep the diffusers "
-                "layout and pass --fp8 at run time (fp8 storage of the bf16 weights)"
-            )
-        return [Fetch("hunyuanvideo-community/HunyuanVideo", "", None)]
-    if layout != "original":
-        raise UsageError(f"unknown layout {layout!r}; use diffusers or original")
-    dit = f"{T2V}/transformers/{DIT_NAME}"
-    dits = (f"{dit}_fp8.pt", f"{dit}_fp8_map.pt") if fp8 else (f"{dit}.pt",)
-    return [
-        Fetch("tencent/HunyuanVideo", "", (*dits, f"{T2V}/vae/*")),
-        Fetch("xtuner/llava-llama-3-8b-v1_1-transformers", LLAVA, None),
-        Fetch("openai/clip-vit-large-patch14", "text_encoder_2", ("*.json", "*.txt", "model.safetensors")),
-    ]
 
 
 def planned_sizes(fetches: list[Fetch]) -> list[tuple[Fetch, int, int]]:
@@ -71,8 +45,8 @@ def _selected(name: str, patterns: tuple[str, ...] | None) -> bool:
     return patterns is None or any(fnmatch.fnmatch(name, p) for p in patterns)
 
 
-def download(directory: Path, fetches: list[Fetch], say: Callable[[str], None]) -> None:
-    """Fetch each selection into its folder (resumable), then build the original layout's text encoder."""
+def download(directory: Path, family: Family, fetches: list[Fetch], say: Callable[[str], None]) -> None:
+    """Fetch each selection into its folder (resumable), then what the family does after a download."""
     from huggingface_hub import snapshot_download
 
     for f in fetches:
@@ -86,9 +60,4 @@ def download(directory: Path, fetches: list[Fetch], say: Callable[[str], None]) 
                 f"downloading {f.repo} stopped ({type(exc).__name__}: {reason}); run the same command again to "
                 "continue where it stopped"
             ) from None
-    if any(f.subdir == LLAVA for f in fetches):
-        from render.model.text_encoder import prepare_text_encoder
-
-        say(f"extracting the text encoder from {LLAVA} into {directory / 'text_encoder'} (CPU, streaming)")
-        prepare_text_encoder(directory / LLAVA, directory / "text_encoder", force=True)
-        say(f"done; {directory / LLAVA} is no longer needed and can be deleted")
+    family.after_download(directory, say)

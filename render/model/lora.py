@@ -6,8 +6,9 @@
 - musubi-tuner / kohya: `lora_unet_<original module, dots as underscores>.lora_down.weight` / `.lora_up.weight` /
   `.alpha` (the update is scaled by alpha / rank).
 
-Original module names are converted with the DiT's own mapping (render.model.original; widths from the model,
-not a fixed 3072): a fused qkv or linear1 LoRA keeps its lora_A for each part and splits lora_B by rows.
+Original module names are converted with the family's own mapping (`Family.module_map`, render.model.mapping;
+widths from the model, not a fixed 3072): a fused qkv or linear1 LoRA keeps its lora_A for each part and splits
+lora_B by rows. A family without one takes diffusers-named LoRAs only.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from render.core.errors import WeightsError
+from render.model.family import Family
+from render.model.mapping import ModuleMap, take_rows
 from render.model.variant import LoraSpec
 
 _PAIR = re.compile(r"^(?P<module>.+)\.(?P<part>lora_A|lora_B|lora_down|lora_up)\.weight$")
@@ -37,9 +40,10 @@ def read_lora(path: Path) -> dict[str, Any]:
     return unwrap_state_dict(load_pt(path), path)
 
 
-def to_diffusers(sd: Mapping[str, Any], config: Mapping[str, Any], source: str) -> dict[str, Any]:
+def to_diffusers(
+    sd: Mapping[str, Any], config: Mapping[str, Any], source: str, names: ModuleMap | None
+) -> dict[str, Any]:
     """Any supported LoRA format -> `transformer.<diffusers module>.lora_{A,B}.weight`, alphas folded into B."""
-    from render.model.original import map_module, original_linear_modules, take_rows
 
     pairs: dict[str, dict[str, Any]] = {}
     alphas: dict[str, float] = {}
@@ -57,7 +61,7 @@ def to_diffusers(sd: Mapping[str, Any], config: Mapping[str, Any], source: str) 
             f"{source} is not a LoRA in a format hyv reads (diffusers, original, musubi-tuner/kohya); "
             f"unexpected keys such as {', '.join((odd or list(sd))[:3])}"
         )
-    musubi = {n.replace(".", "_"): n for n in original_linear_modules(config)}
+    musubi = {n.replace(".", "_"): n for n in names.linear_modules(config)} if names is not None else {}
     hidden = int(config["num_attention_heads"]) * int(config["attention_head_dim"])
     out: dict[str, Any] = {}
     for raw, ab in pairs.items():
@@ -71,7 +75,7 @@ def to_diffusers(sd: Mapping[str, Any], config: Mapping[str, Any], source: str) 
             module = module.removeprefix(p)
         if module.startswith("lora_unet_"):
             module = musubi.get(module.removeprefix("lora_unet_"), module)
-        targets = map_module(module, hidden)
+        targets = names.map_module(module, hidden) if names is not None else None
         if targets is None:  # already a diffusers name
             out[f"transformer.{module}.lora_A.weight"] = a
             out[f"transformer.{module}.lora_B.weight"] = b
@@ -108,7 +112,7 @@ def check_fits(sd: Mapping[str, Any], model: Any, source: str) -> None:
         )
 
 
-def apply_loras(model: Any, specs: tuple[LoraSpec, ...]) -> None:
+def apply_loras(model: Any, specs: tuple[LoraSpec, ...], family: Family) -> None:
     """Load each LoRA as a peft adapter (diffusers' `load_lora_adapter`) and weight them by their scales."""
     if not specs:
         return
@@ -119,7 +123,7 @@ def apply_loras(model: Any, specs: tuple[LoraSpec, ...]) -> None:
     config = dict(model.config)
     names = []
     for i, spec in enumerate(specs):
-        sd = to_diffusers(read_lora(spec.path), config, str(spec.path))
+        sd = to_diffusers(read_lora(spec.path), config, str(spec.path), family.module_map)
         check_fits(sd, model, str(spec.path))
         name = f"lora{i}"
         sd = {k: v.to(model.dtype) for k, v in sd.items()}

@@ -19,9 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from render.core.errors import SettingsError
-
-OFFLOAD_MODES = ("none", "model", "group", "sequential", "auto")
-CONCRETE_MODES = ("none", "model", "group", "sequential")
+from render.core.settings import CONCRETE_MODES, OFFLOAD_MODES
 
 
 @dataclass(frozen=True)
@@ -75,8 +73,3 @@ def place(module: Any, mode: str, device: Any, prev_hook: Any = None) -> Any:
         **kw,
     )
     return None
-
-
-def check_mode(mode: str) -> None:
-    if mode not in OFFLOAD_MODES:
-        raise SettingsError(f"unknown offload mode {mode!r}; use {', '.join(OFFLOAD_MODES)}")

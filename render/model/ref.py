@@ -1,28 +1,29 @@
-"""Finding a model: `--model` (a directory in the diffusers or the original layout, or a hub id), else
-$HYV_MODEL, else the bundled demo model; and what can be known of it without loading weights (configs)."""
+"""A model as hyv finds it: a folder (the diffusers layout, or a family's original layout), where each component
+lives in it, and what can be known without loading weights (configs, the model's hyv.json). Which family a model
+is, and the finding of original layouts, is `render.families` (one level up: the families know their layouts)."""
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from render.core import hyvjson
 from render.core.errors import ModelNotFoundError
-from render.model.family import Family, family_of
-from render.model.layout import DEFAULT_SCHEDULER, DIFFUSERS, ORIGINAL, component_dir, detect, original_dit
 
+DIFFUSERS, ORIGINAL = "diffusers", "original"
 BUNDLED_DEMO = Path(__file__).resolve().parents[1] / "demo_model"
 
 
 def _demo_defaults() -> dict[str, Any]:
     try:
-        found = json.loads((BUNDLED_DEMO / "hyv.json").read_text()).get("defaults", {})
-    except (OSError, json.JSONDecodeError):
+        found = hyvjson.section(BUNDLED_DEMO, "defaults")
+    except ModelNotFoundError:
         return {}
-    return dict(found) if isinstance(found, dict) else {}
+    return dict(found)
 
 
 DEMO_DEFAULTS = _demo_defaults()  # for help texts: what the bundled demo model uses
@@ -33,114 +34,57 @@ class ModelRef:
     path: Path
     source: str  # what the user gave (a path or a hub id), or "bundled demo"
     bundled: bool = False
-    layout: str = DIFFUSERS  # or ORIGINAL (Tencent's ckpts/ folder)
+    layout: str = DIFFUSERS  # or ORIGINAL (a family's own release layout, e.g. Tencent's ckpts/)
+    pipeline: str = ""  # the pipeline class it is (model_index.json `_class_name`, or its family's for ORIGINAL)
+    dirs: Mapping[str, str] = field(default_factory=dict)  # ORIGINAL: component -> folder, relative to `path`
 
     def component(self, name: str) -> Path:
-        return component_dir(self.layout, self.path, name)
+        return self.path / self.dirs.get(name, name)
 
     def hyv_json(self) -> dict[str, Any]:
-        p = self.path / "hyv.json"
-        if not p.is_file():
-            return {}
-        try:
-            found = json.loads(p.read_text())
-        except json.JSONDecodeError:
-            found = None
-        if not isinstance(found, dict):
-            raise ModelNotFoundError(f"{p} is not valid JSON with a `defaults` object")
-        return found
+        return hyvjson.read(self.path)
 
     def defaults(self) -> dict[str, Any]:
         """Settings defaults a model ships in `hyv.json` ({"defaults": {"frames": .., "steps": ..}}), e.g. the
         bundled demo model, whose size is far from HunyuanVideo's 129x720x1280. Flags still win."""
         from render.core.resolve import check_model_defaults
 
-        found = self.hyv_json().get("defaults", {})
-        if not isinstance(found, dict):
-            raise ModelNotFoundError(f"{self.path / 'hyv.json'} is not valid JSON with a `defaults` object")
-        return check_model_defaults(found, str(self.path / "hyv.json"))
-
-    @property
-    def family(self) -> Family:
-        p = self.path / "model_index.json"
-        if not p.is_file():
-            return family_of({}, self.source)  # the original layout, or a model assembled by hand
-        try:
-            index = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            index = None
-        if not isinstance(index, dict):
-            raise ModelNotFoundError(f"{p} is not valid JSON with an object; the model directory is damaged")
-        return family_of(index, self.source)
+        return check_model_defaults(hyvjson.section(self.path, "defaults"), str(hyvjson.path_of(self.path)))
 
     def config(self, name: str) -> dict[str, Any]:
-        """A component's config (no weights are read; an original-layout DiT's is inferred from its tensor
-        shapes, its VAE's translated from Tencent's config)."""
-        if self.layout == ORIGINAL and name == "scheduler":
-            return dict(DEFAULT_SCHEDULER)
-        if self.layout == ORIGINAL and name == "transformer":
-            dit = original_dit(self.path)
-            if not dit.is_file():
-                dit = original_dit(self.path, fp8=True)
-            overrides = self.hyv_json().get("transformer", {})
-            return dict(original_dit_config(dit, json.dumps(overrides, sort_keys=True)))
+        """A component's config file as it is (families translate original-layout configs: `Family.config`)."""
         p = self.component(name) / ("scheduler_config.json" if name == "scheduler" else "config.json")
         try:
             cfg = dict(json.loads(p.read_text()))
         except FileNotFoundError:
+            where = p.relative_to(self.path) if p.is_relative_to(self.path) else p
             raise ModelNotFoundError(
-                f"model {self.source} has no {p.relative_to(self.path)}; the model directory is incomplete"
+                f"model {self.source} has no {where}; the model directory is incomplete"
             ) from None
         except json.JSONDecodeError as exc:
             raise ModelNotFoundError(f"{p} is not valid JSON ({exc.msg})") from None
-        if self.layout == ORIGINAL and name == "vae":
-            from render.model.original import vae_config_from_original
-
-            return vae_config_from_original(cfg)
         return cfg
 
 
-@functools.lru_cache(maxsize=8)
-def original_dit_config(path: Path, overrides_json: str) -> dict[str, Any]:
-    """The diffusers config of an original-layout DiT file, from its tensor shapes (mmap: no data read)."""
-    from render.model.original import infer_dit_config
-    from render.model.weightfiles import file_shapes
-
-    if not path.is_file():
-        raise ModelNotFoundError(f"the original-layout model has no DiT checkpoint {path}")
-    return infer_dit_config(file_shapes(path), json.loads(overrides_json), str(path))
-
-
-def resolve_model(spec: str | Path | None) -> ModelRef:
-    """Find the model: --model, else HYV_MODEL, else the bundled demo model."""
-    spec = str(spec) if spec else os.environ.get("HYV_MODEL") or None
-    if spec is None:
-        if (BUNDLED_DEMO / "model_index.json").is_file():
-            return ModelRef(BUNDLED_DEMO, "bundled demo", bundled=True)
-        raise ModelNotFoundError(
-            "no model given: pass --model DIR (a diffusers-layout directory) or set HYV_MODEL"
-        )
-    p = Path(spec).expanduser()
-    if p.exists():
-        if not p.is_dir():
-            raise ModelNotFoundError(
-                f"--model {spec} is a file; give the model directory (with model_index.json)"
-            )
-        found = detect(p)
-        if found is None:
-            raise ModelNotFoundError(
-                f"{spec} is neither a diffusers-layout model directory (no model_index.json) nor Tencent's "
-                "original layout (no hunyuan-video-t2v-720p/); use e.g. hunyuanvideo-community/HunyuanVideo "
-                "or `hyv models init-tiny DIR`"
-            )
-        layout, root = found
-        return ModelRef(root.resolve(), spec, layout=layout)
-    if _looks_like_hub_id(spec):
-        return ModelRef(_download(spec), spec)
-    raise ModelNotFoundError(f"model directory {spec} does not exist")
+def model_index(path: Path) -> dict[str, Any]:
+    """A diffusers-layout folder's model_index.json."""
+    p = path / "model_index.json"
+    try:
+        index = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        index = None
+    if not isinstance(index, dict):
+        raise ModelNotFoundError(f"{p} is not valid JSON with an object; the model directory is damaged")
+    return index
 
 
-def _looks_like_hub_id(spec: str) -> bool:
+def diffusers_ref(path: Path, source: str, bundled: bool = False) -> ModelRef:
+    """A folder in the diffusers layout (model_index.json names its pipeline class)."""
+    name = model_index(path).get("_class_name")
+    return ModelRef(path, source, bundled=bundled, pipeline=name if isinstance(name, str) else "")
+
+
+def looks_like_hub_id(spec: str) -> bool:
     parts = spec.split("/")
     return (
         len(parts) == 2
@@ -150,7 +94,7 @@ def _looks_like_hub_id(spec: str) -> bool:
     )
 
 
-def _download(repo_id: str) -> Path:
+def download(repo_id: str) -> Path:
     from huggingface_hub import snapshot_download
 
     try:

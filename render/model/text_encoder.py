@@ -1,38 +1,35 @@
-"""`hyv models prepare-text-encoder SRC DST`: the Llama-3-8B language model and tokenizer out of
-`xtuner/llava-llama-3-8b-v1_1-transformers`, on the CPU, streaming tensors.
+"""`hyv models prepare-text-encoder SRC DST`: the language model of a vision-language checkpoint (HunyuanVideo:
+LLaVA-Llama-3-8B; HunyuanVideo 1.5: Qwen2.5-VL-7B) and its tokenizer, extracted on the CPU, streaming tensors.
 
-Upstream's script loads the whole LLaVA model onto GPU 0 and saves `model.language_model` (issue #142: users without
-a GPU cannot run it). Here the source shards are memory-mapped one at a time and the language model's tensors are
-renamed and written into output shards of `max_shard_size`: peak memory stays near one shard. The output is what
-hyv (and upstream, through AutoModel) loads as the text encoder: a `LlamaModel` folder with its tokenizer.
-
-Source names: LLaVA checkpoints as saved by transformers < 4.52 (`language_model.model.*`, `language_model.lm_head`,
-`vision_tower.*`, `multi_modal_projector.*`), as the hub repository holds them, or by later versions
-(`model.language_model.*`, `lm_head`, `model.vision_tower.*`).
+Upstream's scripts load the whole model onto GPU 0 and save its language model (HunyuanVideo issue #142: users
+without a GPU cannot run it). Here the source shards are memory-mapped one at a time and the language model's
+tensors are renamed and written into output shards of `max_shard_size`: peak memory stays near one shard. The family
+says which tensor names belong to the language model and how its config is built (`LanguageModel`).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from render.core.errors import UsageError, WeightsError
 from render.core.fsutil import tmp_path_for
 
-_LANGUAGE_PREFIXES = ("language_model.model.", "model.language_model.")
+
+@dataclass(frozen=True)
+class LanguageModel:
+    """Where a family's text encoder sits in a vision-language checkpoint."""
+
+    what: str  # the checkpoint's kind, for messages ("a LLaVA checkpoint folder")
+    prefixes: tuple[str, ...]  # source tensor-name prefixes of the language model (stripped)
+    config: Callable[[dict[str, Any], int, str], dict[str, Any]]  # (source config.json, vocab, dtype) -> config
 
 
-def _language_name(key: str) -> str | None:
-    for p in _LANGUAGE_PREFIXES:
-        if key.startswith(p):
-            return key.removeprefix(p)
-    return None  # vision tower, projector, lm_head: not part of the text encoder
-
-
-def _tensors(src: Path, dtype: Any) -> Iterator[tuple[str, Any]]:
+def _tensors(src: Path, lm: LanguageModel, dtype: Any) -> Iterator[tuple[str, Any]]:
     """The language model's tensors, renamed, one source shard mapped at a time."""
     from safetensors import safe_open
 
@@ -40,35 +37,35 @@ def _tensors(src: Path, dtype: Any) -> Iterator[tuple[str, Any]]:
 
     shards = sorted(src.glob("*.safetensors"))
     if not shards:
-        raise UsageError(f"{src} holds no .safetensors shards (expected a LLaVA checkpoint folder)")
+        raise UsageError(f"{src} holds no .safetensors shards (expected {lm.what})")
     for shard in shards:
         safetensors_header(shard)  # truncated downloads fail with one line naming the shard
         with safe_open(str(shard), framework="pt") as f:
             for key in f.keys():  # noqa: SIM118 - safe_open has no __iter__
-                name = _language_name(key)
-                if name is not None:
+                name = next((key.removeprefix(p) for p in lm.prefixes if key.startswith(p)), None)
+                if name is not None:  # not the vision tower, projector or lm_head
                     t = f.get_tensor(key)
                     yield name, t.to(dtype) if dtype is not None else t
 
 
-def _text_config(src: Path, vocab: int, dtype_name: str) -> dict[str, Any]:
-    from transformers import LlamaConfig
-
+def source_config(src: Path, what: str) -> dict[str, Any]:
     try:
         cfg = json.loads((src / "config.json").read_text())
     except (OSError, json.JSONDecodeError):
-        raise UsageError(f"{src}/config.json is missing or not JSON: not a LLaVA checkpoint folder") from None
-    text = cfg.get("text_config")
-    if not isinstance(text, dict):
-        raise UsageError(f"{src}/config.json has no text_config: not a LLaVA checkpoint folder")
-    text = {k: v for k, v in text.items() if k not in ("architectures", "_name_or_path", "model_type")}
-    out = LlamaConfig(**{**text, "vocab_size": vocab}).to_dict()
-    out.update({"architectures": ["LlamaModel"], "torch_dtype": dtype_name})
-    return out
+        raise UsageError(f"{src}/config.json is missing or not JSON: not {what}") from None
+    if not isinstance(cfg, dict):
+        raise UsageError(f"{src}/config.json is not a JSON object: not {what}")
+    return cfg
 
 
-def prepare_text_encoder(
-    src: Path, dst: Path, *, dtype_name: str = "float16", max_shard_size: str = "2GB", force: bool = False
+def extract_language_model(
+    src: Path,
+    dst: Path,
+    lm: LanguageModel,
+    *,
+    dtype_name: str = "float16",
+    max_shard_size: str = "2GB",
+    force: bool = False,
 ) -> Path:
     import torch
     from transformers import AutoTokenizer
@@ -79,6 +76,7 @@ def prepare_text_encoder(
         raise UsageError(f"{dst} exists and is not empty; choose another directory or pass --force")
     if dtype_name not in ("float16", "bfloat16", "float32"):
         raise UsageError(f"unknown dtype {dtype_name!r}; use float16, bfloat16 or float32")
+    cfg = source_config(src, lm.what)
     dtype = getattr(torch, dtype_name)
     tmp = tmp_path_for(dst)
     try:
@@ -86,15 +84,15 @@ def prepare_text_encoder(
         vocab: list[int] = []
 
         def watched() -> Iterator[tuple[str, Any]]:
-            for name, t in _tensors(src, dtype):
+            for name, t in _tensors(src, lm, dtype):
                 if name == "embed_tokens.weight":
                     vocab.append(int(t.shape[0]))
                 yield name, t
 
         write_shards(watched(), tmp, "model", max_shard_size)
         if not vocab:
-            raise WeightsError(f"{src} holds no language model tensors (language_model.model.*)")
-        (tmp / "config.json").write_text(json.dumps(_text_config(src, vocab[0], dtype_name), indent=2))
+            raise WeightsError(f"{src} holds no language model tensors ({', '.join(p + '*' for p in lm.prefixes)})")
+        (tmp / "config.json").write_text(json.dumps(lm.config(cfg, vocab[0], dtype_name), indent=2))
         AutoTokenizer.from_pretrained(src).save_pretrained(tmp)
         if dst.is_dir():
             shutil.rmtree(dst)

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from render.core.errors import UsageError
-
-if TYPE_CHECKING:
-    from render.model.ref import ModelRef
 
 
 @dataclass(frozen=True)
@@ -55,27 +52,16 @@ class DiTVariant:
             if self.fp8 and self.dit_file.suffix == ".gguf":
                 raise UsageError("--fp8 and a GGUF --dit do not combine: a GGUF file is already quantised")
 
-    def fp8_kind(self, model: ModelRef) -> str | None:
-        """"tencent-scaled" (the model's fp8 checkpoint and scale map), "layerwise" (fp8 storage), or None."""
-        from render.model.layout import ORIGINAL, fp8_map, original_dit
-
-        if not self.fp8:
-            return None
-        if self.dit_file is None and model.layout == ORIGINAL:
-            f = original_dit(model.path, fp8=True)
-            if f.is_file() and fp8_map(f).is_file():
-                return "tencent-scaled"
-        return "layerwise"
-
-    def describe(self, model: ModelRef) -> dict[str, Any]:
-        """JSON for render keys and manifests; {} for the model's own full-precision weights."""
+    def describe(self, fp8_kind: str | None) -> dict[str, Any]:
+        """JSON for render keys and manifests; {} for the model's own full-precision weights. `fp8_kind`: how the
+        family does --fp8 for this model (`Family.fp8_kind`)."""
         from render.core.hashing import weights_identity
 
         if self.is_default:
             return {}
         out: dict[str, Any] = {}
         if self.fp8:
-            out["fp8"] = self.fp8_kind(model)
+            out["fp8"] = fp8_kind
         if self.dit_file is not None:
             out["dit_file"] = {"name": self.dit_file.name, "identity": weights_identity(self.dit_file)}
         if self.loras:

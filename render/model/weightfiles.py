@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from render.core.errors import WeightsError
+from render.core.errors import ModelNotFoundError, WeightsError
 
 SAFETENSORS = ".safetensors"
 PICKLED = (".pt", ".pth", ".bin", ".ckpt")
@@ -135,3 +135,23 @@ def file_shapes(path: Path) -> Shapes:
         return gguf_shapes(path)
     sd = unwrap_state_dict(load_pt(path), path)
     return {k: tuple(v.shape) for k, v in sd.items()}
+
+
+def folder_shapes(directory: Path) -> Shapes:
+    """Tensor shapes of a component folder (every shard; a shard its index names but that is absent is an error)."""
+    index = next(iter(sorted(directory.glob("*.safetensors.index.json"))), None)
+    if index is not None:
+        try:
+            shards = set(json.loads(index.read_text())["weight_map"].values())
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise WeightsError(f"{index} is not a valid safetensors index") from None
+        for s in sorted(shards):
+            if not (directory / s).is_file():
+                raise WeightsError(f"{directory / s} is missing (named by {index.name})")
+    files = weight_files(directory)
+    if not files:
+        raise ModelNotFoundError(f"{directory} holds no weight files (.safetensors, .bin, .pt)")
+    shapes: Shapes = {}
+    for f in files:
+        shapes.update(file_shapes(f))
+    return shapes

@@ -4,12 +4,14 @@ each offload mode, from the real modules run on meta tensors (render.plan.planne
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from render.plan.planner import GPU_DTYPES, Plan, StagePlan
+from render.core.placement import GPU_DTYPES
+from render.plan.planner import Plan, StagePlan
 
 if TYPE_CHECKING:
     from render.core.settings import Settings
+    from render.model.family import Family
     from render.model.ref import ModelRef
     from render.model.variant import DiTVariant
 
@@ -30,50 +32,33 @@ def _dtype(stage: str, device: str, name: str) -> object:
 
     if name != "auto":
         return getattr(torch, name)
-    return GPU_DTYPES[stage] if device == "cuda" else torch.float32
-
-
-def _crop_start(model: ModelRef, frames: int) -> int:
-    """Template tokens before the prompt, from the model's tokenizer when it has one (Llama-3: 95 / 36)."""
-    from render.model.templates import compute_crop_start, template_for
-
-    name, text = template_for(frames)
-    d = model.component("tokenizer")
-    if d.is_dir() and any(d.glob("tokenizer*")):
-        from transformers import AutoTokenizer
-
-        return compute_crop_start(AutoTokenizer.from_pretrained(d), text)
-    return 95 if name == "video" else 36
+    return getattr(torch, GPU_DTYPES[stage]) if device == "cuda" else torch.float32
 
 
 def make_plan(
     model: ModelRef,
+    family: Family,
     settings: Settings,
     variant: DiTVariant,
     stages: tuple[str, ...] = ("encode", "render", "decode"),
 ) -> Plan:
     """The plan for these settings (sizes, text length, tiling, each stage's device and dtype) and DiT variant."""
-    from render.model.dit import dit_config
-    from render.model.loading import vae_factors
     from render.plan.planner import plan_decode, plan_encode, plan_render
 
     r = settings.render
-    channels, t, s = vae_factors(model)
-    channels = int(dit_config(model, variant).get("in_channels", channels))
+    channels, t, s = family.vae_factors(model)
     latent = (1, channels, (r.frames - 1) // t + 1, r.height // s, r.width // s)
-    out = Plan(r.frames, r.height, r.width, [], variant.describe(model))
+    out = Plan(r.frames, r.height, r.width, [], variant.describe(family.fp8_kind(model, variant)))
     for stage in stages:
         placement = getattr(settings, stage).placement
         device = plan_device(placement.device)
-        dtype = _dtype(stage, device, placement.dtype)
+        dtype: Any = _dtype(stage, device, placement.dtype)
         if stage == "encode":
-            out.stages.append(
-                plan_encode(model, device, dtype, settings.encode.text_len, _crop_start(model, r.frames))  # type: ignore[arg-type]
-            )
+            out.stages.append(plan_encode(model, family, device, dtype, settings.encode, r.frames))
         elif stage == "render":
-            out.stages.append(plan_render(model, variant, device, dtype, latent, settings.encode.text_len))  # type: ignore[arg-type]
+            out.stages.append(plan_render(model, family, variant, device, dtype, latent, settings.encode.text_len))
         else:
-            out.stages.append(plan_decode(model, device, dtype, latent, settings.decode.tiling))  # type: ignore[arg-type]
+            out.stages.append(plan_decode(model, family, device, dtype, latent, settings.decode.tiling))
     return out
 
 
@@ -99,7 +84,7 @@ def summary(plan: Plan, free: int | None) -> dict[str, object]:
     """The plan as JSON: per stage its device, dtype, weights, activations and peak per mode; the run's peak per
     mode (the largest stage: the engine frees each stage's models after it); every model resident at once
     (upstream's way); and, given the free memory, which modes fit and what --offload auto picks per stage."""
-    from render.model.offload import CONCRETE_MODES
+    from render.core.settings import CONCRETE_MODES
 
     stages = [
         {

@@ -20,14 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from render.model.offload import CONCRETE_MODES
+from render.core.settings import CONCRETE_MODES
 from render.plan.tracker import FusedAttention, MemoryTracker, memoize_forward, memoize_inplace
 
 if TYPE_CHECKING:
+    from render.core.settings import EncodeSettings
+    from render.model.family import Family
     from render.model.ref import ModelRef
     from render.model.variant import DiTVariant
 
-GPU_DTYPES = {"encode": torch.float16, "render": torch.bfloat16, "decode": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,8 @@ def _run(fn: Any, device: str, *, memo: tuple[torch.nn.Module, ...] = (), blends
     tracker = MemoryTracker(cpu_conv=device == "cpu")
     undo = [memoize_forward(m, tracker) for m in memo]
     if blends is not None:
-        undo += [memoize_inplace(blends, n, tracker, returns=1) for n in ("blend_h", "blend_v", "blend_t")]
+        names = [n for n in ("blend_h", "blend_v", "blend_t") if hasattr(blends, n)]
+        undo += [memoize_inplace(blends, n, tracker, returns=1) for n in names]
     try:
         with torch.inference_mode(), FusedAttention(), tracker:
             out = fn()
@@ -157,45 +159,42 @@ def _meta(t: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     return torch.empty(t, device="meta", dtype=dtype)
 
 
-def plan_encode(model: ModelRef, device: str, dtype: torch.dtype, text_len: int, crop: int) -> StagePlan:
+def plan_encode(
+    model: ModelRef, family: Family, device: str, dtype: torch.dtype, settings: EncodeSettings, frames: int
+) -> StagePlan:
     from render.model.check import meta_module
 
-    fam = model.family
     comps = []
-    for name, length in (("text_encoder", text_len + crop), ("text_encoder_2", 77)):
-        m = _cast(meta_module(fam.component_classes[name], {}, model.component(name)), dtype)
+    for name, length, extra in family.plan_text_inputs(model, settings, frames):
+        m = _cast(meta_module(family.component_classes[name], {}, model.component(name)), dtype)
         ids = torch.zeros((1, length), dtype=torch.long, device="meta")
         inputs = ids.numel() * 8 * 2  # ids + mask
-        hidden = name == "text_encoder"
-        act = _run(lambda m=m, ids=ids, hidden=hidden: m(input_ids=ids, output_hidden_states=hidden), device)
+        act = _run(lambda m=m, ids=ids, extra=extra: m(input_ids=ids, **extra), device)
         comps.append(_component(name, m, _storage(m, dtype), act + inputs))
     return StagePlan("encode", device, str(dtype).removeprefix("torch."), tuple(comps), _peaks(tuple(comps), device))
 
 
 def plan_render(
-    model: ModelRef, variant: DiTVariant, device: str, dtype: torch.dtype, latent: tuple[int, ...], text_len: int
+    model: ModelRef,
+    family: Family,
+    variant: DiTVariant,
+    device: str,
+    dtype: torch.dtype,
+    latent: tuple[int, ...],
+    text_len: int,
 ) -> StagePlan:
     from render.model.check import meta_module
-    from render.model.dit import dit_config, dit_source
 
-    config = dit_config(model, variant)
-    m = meta_module(model.family.component_classes["transformer"], config, model.component("transformer"))
+    config = family.dit_config(model, variant)
+    m = meta_module(family.component_classes["transformer"], config, model.component("transformer"))
     m = _cast(m, dtype)
-    fp8 = _fp8_layers(model, variant, m)
+    fp8 = _fp8_layers(family.fp8_kind(model, variant), m)
     sizes = _storage(m, dtype, fp8)
-    gguf = dit_source(model, variant).kind == "gguf"
+    gguf = variant.dit_file is not None and variant.dit_file.suffix == ".gguf"
     if gguf:
-        sizes = _gguf_sizes(variant.dit_file, m, dtype, sizes)
-    x = _meta(latent, dtype)
-    cond = {
-        "encoder_hidden_states": _meta((1, text_len, int(config["text_embed_dim"])), dtype),
-        "encoder_attention_mask": _meta((1, text_len), dtype),
-        "pooled_projections": _meta((1, int(config["pooled_projection_dim"])), dtype),
-        "timestep": _meta((1,), torch.float32),
-    }
-    if config.get("guidance_embeds", True):
-        cond["guidance"] = _meta((1,), dtype)
-    act = _run(lambda: m(hidden_states=x, return_dict=False, **cond)[0], device)
+        sizes = _gguf_sizes(variant.dit_file, family, m, dtype, sizes)
+    kwargs = family.plan_dit_inputs(config, latent, text_len, dtype)
+    act = _run(lambda: m(return_dict=False, **kwargs)[0], device)
     # the loop's own tensors: latents, x0 and the step's result in fp32, the DiT's input and output
     lat = 1
     for d in latent:
@@ -209,12 +208,12 @@ def plan_render(
 
 
 def plan_decode(
-    model: ModelRef, device: str, dtype: torch.dtype, latent: tuple[int, ...], tiling: bool
+    model: ModelRef, family: Family, device: str, dtype: torch.dtype, latent: tuple[int, ...], tiling: bool
 ) -> StagePlan:
     from render.model.check import meta_module
     from render.stages.decode import frames_from_decoded
 
-    m = meta_module(model.family.component_classes["vae"], model.config("vae"), model.component("vae"))
+    m = meta_module(family.component_classes["vae"], family.config(model, "vae"), model.component("vae"))
     m = _cast(m, dtype)
     if tiling:
         m.enable_tiling()
@@ -230,16 +229,16 @@ def plan_decode(
     return StagePlan("decode", device, str(dtype).removeprefix("torch."), (comp,), peaks)
 
 
-def _fp8_layers(model: ModelRef, variant: DiTVariant, m: torch.nn.Module) -> tuple[set[str], bool] | None:
-    """(names of the layers stored in fp8, biases too?) under the variant; None: no fp8. Layerwise casting
-    follows diffusers: every Linear/Conv3d whose name matches none of the model's skip patterns (embedders and
-    everything named "norm", the AdaLN modulation linears included, stay in full precision)."""
+def _fp8_layers(kind: str | None, m: torch.nn.Module) -> tuple[set[str], bool] | None:
+    """(names of the layers stored in fp8, biases too?) under the variant's fp8 kind; None: no fp8. Layerwise
+    casting follows diffusers: every Linear/Conv3d whose name matches none of the model's skip patterns
+    (embedders and everything named "norm", the AdaLN modulation linears included, stay in full precision); a
+    family's scaled fp8 file keeps the linears of the blocks in fp8, weights only."""
     import re
 
-    kind = variant.fp8_kind(model)
     if kind is None:
         return None
-    if kind == "tencent-scaled":
+    if kind != "layerwise":
         linears = {n for n, mod in m.named_modules() if isinstance(mod, torch.nn.Linear)}
         return {n for n in linears if n.startswith(("transformer_blocks.", "single_transformer_blocks."))}, False
     skip = tuple(getattr(m, "_skip_layerwise_casting_patterns", None) or ())
@@ -247,10 +246,12 @@ def _fp8_layers(model: ModelRef, variant: DiTVariant, m: torch.nn.Module) -> tup
     return {n for n in layers if not any(re.search(p, n) for p in skip)}, True
 
 
-def _gguf_sizes(path: Any, m: torch.nn.Module, dtype: torch.dtype, sizes: dict[str, int]) -> dict[str, int]:
+def _gguf_sizes(
+    path: Any, family: Family, m: torch.nn.Module, dtype: torch.dtype, sizes: dict[str, int]
+) -> dict[str, int]:
     """Per-layer bytes of a GGUF DiT: a quantised weight's bytes in the file (split by rows where one original
     tensor becomes several layers) + its bias in the compute dtype; other layers as counted."""
-    from render.model.original import map_module, split_key
+    from render.model.mapping import split_key
     from render.model.weightfiles import gguf_tensor_bytes
 
     found = gguf_tensor_bytes(path)
@@ -259,7 +260,8 @@ def _gguf_sizes(path: Any, m: torch.nn.Module, dtype: torch.dtype, sizes: dict[s
     modules = dict(m.named_modules())
     for name, (nbytes, shape, quantised) in found.items():
         module, param = split_key(name)
-        targets = map_module(module, hidden) or []
+        names = family.module_map
+        targets = (names.map_module(module, hidden) if names is not None else None) or []
         if not quantised or param != "weight":
             continue
         for t in targets:

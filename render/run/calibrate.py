@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -22,14 +21,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from render.core.fsutil import dumps, write_text_atomic
-from render.sampling.caches import CacheSpec, config_for
+from render.core import hyvjson
+from render.core.cachespec import CacheSpec
 from render.sampling.caches import apply as apply_cache
+from render.sampling.caches import config_for
 from render.sampling.caches import remove as remove_cache
 
 if TYPE_CHECKING:
     from render.core.settings import Settings
-    from render.engine import Engine
+    from render.model.family import StepInputs
+    from render.run.session import Session
+    from render.sampling.teacache import TeaCacheRecipe
 
 QUALITIES = (25.0, 30.0, 35.0, 40.0)  # dB
 GRID: dict[str, tuple[float, ...]] = {
@@ -74,7 +76,7 @@ class Calibration:
 
 
 def calibrate(
-    engine: Engine,
+    engine: Session,
     settings: Settings,
     prompts: list[str],
     grid: dict[str, tuple[float, ...]] | None = None,
@@ -89,16 +91,17 @@ def calibrate(
     conds = []
     for p in prompts:
         tensors, _ = text.encode([p], template, settings.encode)
-        conds.append(engine.family.conditioning(tensors))
+        conds.append(engine.family.step_inputs(tensors, None, s, trim=False))
     engine.free("encode")
     dit = engine.transformer(s.placement)
     vae = engine.vae(settings.decode.placement, tiling=settings.decode.tiling)
 
     def frames(lat: Any) -> np.ndarray:
-        return np.asarray(decode_frames(vae.module, vae.device, lat, settings.decode.tiling), dtype=np.float64)
+        decoded = decode_frames(vae.module, vae.device, lat, settings.decode.tiling, engine.family)
+        return np.asarray(decoded, dtype=np.float64)
 
     say(f"uncached: {len(prompts)} prompt(s) x {s.steps} steps")
-    watch = _Watch(dit.module)
+    watch = _Watch(dit.module, engine.family.teacache())
     t0 = time.perf_counter()
     reference = [_render(engine, dit, c, s, i) for i, c in enumerate(conds)]
     base_seconds = time.perf_counter() - t0
@@ -113,8 +116,8 @@ def calibrate(
     for kind, values in grid.items():
         for v in values:
             spec = CacheSpec(kind, v if kind not in ("fastercache", "pab") else None)
-            config = config_for(spec, s.steps, cal.as_json(), _clock(engine))
-            apply_cache(dit.module, config)
+            config = config_for(spec, s.steps, cal.as_json(), _clock(engine), engine.family)
+            apply_cache(dit.module, config, engine.family)
             try:
                 t0 = time.perf_counter()
                 outs = [_render(engine, dit, c, s, i) for i, c in enumerate(conds)]
@@ -158,30 +161,28 @@ def choose(table: list[Row]) -> dict[str, dict[str, float]]:
 
 def write(model_dir: Path, cal: Calibration) -> Path:
     """Put the calibration into the model's hyv.json (its other contents kept), atomically."""
-    path = model_dir / "hyv.json"
-    data = json.loads(path.read_text()) if path.is_file() else {}
-    data["calibration"] = cal.as_json()
-    write_text_atomic(path, dumps(data, indent=2) + "\n")
-    return path
+    return hyvjson.write_section(model_dir, "calibration", cal.as_json())
 
 
-def _clock(engine: Engine) -> Callable[[], int]:
+def _clock(engine: Session) -> Callable[[], int]:
     return lambda: int(engine.clock)
 
 
-def _render(engine: Engine, dit: Any, cond: dict[str, Any], s: Any, index: int) -> Any:
+def _render(engine: Session, dit: Any, inputs: StepInputs, s: Any, index: int) -> Any:
+    import torch
+
     from render.sampling.sample import denoise, initial_noise, set_schedule
 
     scheduler = engine.scheduler(s.shift)
     set_schedule(scheduler, s.steps, dit.device)
+    dtype = dit.module.dtype if engine.family.noise_in_dit_dtype else torch.float32
+    noise = initial_noise(engine.dit_info().latent_shape(s), s.seed + index, dit.device, dtype)
     return denoise(
-        dit.module, scheduler, initial_noise(engine.dit_info().latent_shape(s), s.seed + index, dit.device),
-        cond, None, guidance=s.guidance if engine.family.embedded_guidance else None, cfg_scale=1.0,
-        start=0, end=s.steps, before_step=engine.tick,
+        dit.module, scheduler, noise, inputs, cfg_scale=1.0, start=0, end=s.steps, before_step=engine.tick,
     )  # fmt: skip
 
 
-def _passes(engine: Engine, videos: list[np.ndarray], prompts: list[str]) -> int | None:
+def _passes(engine: Session, videos: list[np.ndarray], prompts: list[str]) -> int | None:
     if not engine.model.bundled:
         return None
     from render.demo.evaluate import evaluate_frames
@@ -190,21 +191,28 @@ def _passes(engine: Engine, videos: list[np.ndarray], prompts: list[str]) -> int
 
 
 class _Watch:
-    """Forward hooks that record, per DiT call, block 0's modulated input and the blocks' residual."""
+    """Forward hooks that record, per DiT call, block 0's modulated input (the family's TeaCache recipe says how it
+    is computed) and the blocks' residual."""
 
-    def __init__(self, transformer: Any) -> None:
-        blocks = [*transformer.transformer_blocks, *transformer.single_transformer_blocks]
+    def __init__(self, transformer: Any, recipe: TeaCacheRecipe) -> None:
+        from diffusers.hooks._helpers import TransformerBlockRegistry
+
+        blocks = recipe.blocks(transformer)
+        self.recipe = recipe
+        self.meta = TransformerBlockRegistry.get(blocks[0].__class__)
         self.modulated: list[Any] = []
         self.residuals: list[Any] = []
         self._head_in: Any = None
         self._handles = [
-            blocks[0].norm1.register_forward_hook(lambda m, a, out: self.modulated.append(out[0].float())),
             blocks[0].register_forward_pre_hook(self._pre, with_kwargs=True),
             blocks[-1].register_forward_hook(self._post),
         ]
 
     def _pre(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        self._head_in = (args[0] if args else kwargs["hidden_states"]).float()
+        hidden = self.meta._get_parameter_from_args_kwargs("hidden_states", args, kwargs)
+        temb = self.meta._get_parameter_from_args_kwargs("temb", args, kwargs)
+        self.modulated.append(self.recipe.modulated(module, hidden, temb).float())
+        self._head_in = hidden.float()
 
     def _post(self, module: Any, args: Any, out: Any) -> None:
         self.residuals.append(out[0].float() - self._head_in)

@@ -1,42 +1,31 @@
 """Model lifetimes, the engine's half that loads and frees: each stage's models load on first use, on the
 placement a job asks for (another placement reloads them), and are freed after the stage or kept warm, as the
-engine's policy says. `render.engine.Engine` is this plus settings and the orchestration API.
+engine's policy says. `render.run.session.Session` is this plus the model's facts and the stages' contexts.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from render.core.placement import release_memory
 from render.core.settings import Placement
+from render.model.family import Family, TextEncoders
+from render.model.loading import Loaded, load_text_encoders, load_transformer, load_vae
+from render.model.ref import ModelRef
+from render.model.variant import DiTVariant
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-    from render.model.loading import ModelRef, TextEncoders
-    from render.model.variant import DiTVariant
     from render.sampling.parallel import Group
 
 
-@dataclass
-class Loaded:
-    """A loaded model and where it lives."""
-
-    module: Any
-    device: Any  # torch.device
-    dtype: Any  # torch.dtype
-    placement: Placement
-    hooks: list[Any] = dataclasses.field(default_factory=list)  # model offloading: offload() parks it on the CPU
-    state: Any = None  # the DiT's: what speed settings were applied to it (render.stages.speed.DiTState)
-
-
-
 class Models:
-    """Set by the engine: what to load, how, and how long to keep it."""
+    """Set by the session: what to load, how, and how long to keep it."""
 
     model: ModelRef
+    family: Family
     policy: str
     cache: Any
     variant: DiTVariant
@@ -62,10 +51,8 @@ class Models:
         return held
 
     def text_encoders(self, placement: Placement) -> TextEncoders:
-        from render.model.loading import load_text_encoders
-
         def load() -> Loaded:
-            enc = load_text_encoders(self.model, placement, self.offload_mode("encode", placement))
+            enc = load_text_encoders(self.model, self.family, placement, self.offload_mode("encode", placement))
             self.loads["text_encoders"] += 1
             return Loaded(enc, enc.device, enc.dtype, placement, enc.hooks)
 
@@ -73,34 +60,31 @@ class Models:
         return module
 
     def transformer(self, placement: Placement) -> Loaded:
-        from render.model.loading import load_transformer
         from render.sampling.attention import install_processors
         from render.stages.speed import DiTState
 
         def load() -> Loaded:
             mode = self.offload_mode("render", placement)
-            tr, device, dtype, hook = load_transformer(self.model, placement, self.variant, mode)
+            dit = load_transformer(self.model, self.family, placement, self.variant, mode)
             self.loads["transformer"] += 1
-            install_processors(tr)  # before a --parallel plan configures them
+            self.family.register_cache_blocks()
+            install_processors(dit.module, self.family)  # before a --parallel plan configures them
             if self.cache is not None:
-                tr.enable_cache(self.cache)
+                dit.module.enable_cache(self.cache)
             if self.parallel is not None:
-                from render.sampling.parallel import enable
+                from render.sampling.mirror import enable
 
-                enable(tr, self.parallel, placement)
-            return Loaded(tr, device, dtype, placement, [hook] if hook is not None else [], DiTState())
+                enable(dit.module, self.parallel, placement, self.family)
+            dit.state = DiTState()
+            return dit
 
         return self._get("render", placement, load)
 
     def vae(self, placement: Placement, *, tiling: bool) -> Loaded:
-        from render.model.loading import load_vae
-
         def load() -> Loaded:
-            mode = self.offload_mode("decode", placement)
-            # The VAE always loads whole (small weights, large activations): group/sequential mean model for it.
-            vae, device, dtype = load_vae(self.model, placement, "model" if mode in ("group", "sequential") else mode)
+            vae = load_vae(self.model, self.family, placement, self.offload_mode("decode", placement))
             self.loads["vae"] += 1
-            return Loaded(vae, device, dtype, placement)
+            return vae
 
         held = self._get("decode", placement, load)
         if tiling != held.module.use_tiling:  # tiling acts only on videos larger than one tile
@@ -113,9 +97,7 @@ class Models:
 
     def scheduler(self, shift: float) -> Any:
         """A fresh scheduler (it keeps per-render state) with the requested shift."""
-        from render.model.loading import load_scheduler
-
-        return load_scheduler(self.model, shift)
+        return self.family.load_scheduler(self.model, shift)
 
     def stage_done(self, stage: str) -> None:
         """The end of a stage: free its models unless the policy keeps them warm (model-offloaded ones then wait in
@@ -128,8 +110,6 @@ class Models:
 
     def free(self, *stages: str) -> None:
         """Drop the models of these stages (all stages when none is named) and give their memory back."""
-        from render.model.loading import release_memory
-
         dropped = [self._held.pop(s) for s in (stages or tuple(self._held)) if s in self._held]
         if dropped:
             del dropped
@@ -143,4 +123,3 @@ class Models:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-

@@ -11,22 +11,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from render.core.errors import SettingsError, UsageError
 from render.core.items import Item, Outcome, Report
+from render.core.placement import check_devices
 from render.core.progress import Progress
 from render.core.settings import EncodeSettings, RenderSettings, Settings
 from render.files.artifacts import read_manifest
 from render.files.workdir import Workdir
-from render.model.loading import check_devices
 from render.run import runindex
+from render.run.session import Session
+from render.run.spec import RunRequest
 from render.stages.decode import DecodeJob, check_latents_file, check_output, decode_jobs
 from render.stages.encode import EncodeJob, encode_jobs, find_existing, plan_job
 from render.stages.render import RenderJob, render_jobs
-
-if TYPE_CHECKING:
-    from render.engine import Engine
 
 
 @dataclass
@@ -42,23 +40,23 @@ class _Prepared:
     label: str = ""
 
 
-def _begin(workdir: Path, use_cache: bool, progress: Progress) -> tuple[Workdir, bool]:
+def _begin(req: RunRequest) -> tuple[Workdir, bool]:
     """The work directory, checked writable before any work (a UsageError otherwise), and whether the embedding
     cache can be used: it is an optimisation, so an unusable cache is a warning and the run goes on without it."""
     from render.files import cache
 
-    wd = Workdir(workdir)
+    wd = Workdir(req.workdir)
     wd.check_writable()
+    use_cache = req.use_cache
     if use_cache and (problem := cache.unusable()) is not None:
-        progress.warn(f"the embedding cache is not usable ({problem}); running without it")
+        req.progress.warn(f"the embedding cache is not usable ({problem}); running without it")
         use_cache = False
     return wd, use_cache
 
 
-def encode(
-    engine: Engine, items: list[Item], settings: Settings, workdir: Path, use_cache: bool, progress: Progress
-) -> Report:
-    wd, use_cache = _begin(workdir, use_cache, progress)
+def encode(engine: Session, req: RunRequest) -> Report:
+    items, settings, progress = req.items, req.settings, req.progress
+    wd, use_cache = _begin(req)
     report = Report()
     jobs: list[EncodeJob] = []
     for item in items:
@@ -77,22 +75,15 @@ def encode(
     return report
 
 
-def render(
-    engine: Engine,
-    items: list[Item],
-    settings: Settings,
-    workdir: Path,
-    resume: bool,
-    use_cache: bool,
-    progress: Progress,
-) -> Report:
-    (wd, use_cache), report = _begin(workdir, use_cache, progress), Report()
+def render(engine: Session, req: RunRequest) -> Report:
+    items, settings, resume, progress = req.items, req.settings, req.resume, req.progress
+    (wd, use_cache), report = _begin(req), Report()
     engine.require("render")
     prepared = [
         p for item in items if (p := _prepare_given(engine, item, settings, wd, use_cache, report, progress))
     ]
     _check_fits(engine, prepared, settings)
-    negatives = _negative_jobs(prepared)
+    negatives = _negative_jobs(engine, prepared)
     _encode(engine, list(negatives.values()), wd, use_cache, progress, report)
     _render(engine, prepared, negatives, wd, resume, progress, report)
     for out in report.outcomes:
@@ -100,10 +91,9 @@ def render(
     return _in_item_order(report, items)
 
 
-def decode(
-    engine: Engine, items: list[Item], settings: Settings, workdir: Path, progress: Progress
-) -> Report:
-    wd, _ = _begin(workdir, False, progress)
+def decode(engine: Session, req: RunRequest) -> Report:
+    items, settings, progress = req.items, req.settings, req.progress
+    wd, _ = _begin(replace(req, use_cache=False))
     report = Report()
     jobs: list[DecodeJob] = []
     for item in items:
@@ -123,23 +113,16 @@ def decode(
     return report
 
 
-def run(
-    engine: Engine,
-    items: list[Item],
-    settings: Settings,
-    workdir: Path,
-    resume: bool,
-    use_cache: bool,
-    progress: Progress,
-) -> Report:
-    (wd, use_cache), report = _begin(workdir, use_cache, progress), Report()
+def run(engine: Session, req: RunRequest) -> Report:
+    items, settings, resume, progress = req.items, req.settings, req.resume, req.progress
+    (wd, use_cache), report = _begin(req), Report()
     if not resume and (done := runindex.lookup(engine, items, settings, wd)) is not None:
         return done  # every video is there and whole: nothing loaded, not even torch
     check_devices(settings, "encode", "render", "decode")
     engine.require("encode", "render", "decode")  # a missing VAE is reported before hours of rendering
     prepared, jobs = _run_jobs(items, settings, report, outputs=True)
     _check_fits(engine, prepared, settings)
-    negatives = _negative_jobs(prepared)
+    negatives = _negative_jobs(engine, prepared)
     _encode(engine, jobs + list(negatives.values()), wd, use_cache, progress, report)
     _encoded(prepared, jobs, report)
     _render(
@@ -165,31 +148,30 @@ def run(
 
 
 def _encode(
-    engine: Engine, jobs: list[EncodeJob], wd: Workdir, use_cache: bool, progress: Progress, report: Report
+    engine: Session, jobs: list[EncodeJob], wd: Workdir, use_cache: bool, progress: Progress, report: Report
 ) -> None:
     if not jobs:
         return
     try:
-        encode_jobs(engine, jobs, wd, use_cache=use_cache, progress=progress)
+        encode_jobs(engine.encode_stage(), jobs, wd, use_cache=use_cache, progress=progress)
     finally:
         engine.stage_done("encode")
     report.encodes += sum(1 for j in jobs if j.out.status == "done")
     report.cache_hits += sum(1 for j in jobs if j.out.status == "cached")
 
 
-def _check_fits(engine: Engine, prepared: list[_Prepared], settings: Settings) -> None:
+def _check_fits(engine: Session, prepared: list[_Prepared], settings: Settings) -> None:
     """Every distinct size is checked against its device, and the speed settings against what is installed and
     calibrated, before any model loads."""
     from render.stages.fits import check_fits
-    from render.stages.speed import concrete
 
-    concrete(engine, settings.render)
+    engine.concrete(settings.render)
     for s in {replace(p.settings, seed=0, num_videos=1, neg_prompt=None) for p in prepared}:
-        check_fits(engine, s, settings.encode.text_len)
+        check_fits(engine.dit_info(), s, settings.encode.text_len)
 
 
 def _render(
-    engine: Engine,
+    engine: Session,
     prepared: list[_Prepared],
     negatives: dict[tuple[str, str, EncodeSettings], EncodeJob],
     wd: Workdir,
@@ -198,8 +180,6 @@ def _render(
     report: Report,
 ) -> None:
     """One render job per (item, seed); its outcome joins the report in item order."""
-    from render.stages.speed import concrete
-
     jobs: list[RenderJob] = []
     for p in prepared:
         assert p.embeddings is not None
@@ -207,11 +187,11 @@ def _render(
             out = Outcome(p.item, seed=v.seed, embeddings=p.embeddings, key=p.key, cached=p.cached)
             report.outcomes.append(out)
             try:
-                s = concrete(engine, v)  # its cache threshold filled in, its attention resolved
+                s = engine.concrete(v)  # its cache threshold filled in, its attention resolved
             except SettingsError as exc:
                 out.fail(str(exc), bad_input=True)
                 continue
-            neg = negatives.get(_negative_key(s, p.text)) if s.negative_prompt is not None else None
+            neg = negatives.get(_negative_key(engine, s, p.text)) if s.negative_prompt is not None else None
             if neg is not None and neg.out.status == "failed":
                 out.fail(f"encoding the negative prompt failed: {neg.out.error}")
                 continue
@@ -219,18 +199,18 @@ def _render(
     if not jobs:
         return
     try:
-        render_jobs(engine, jobs, wd, resume=resume, progress=progress)
+        render_jobs(engine.render_context(), jobs, wd, resume=resume, progress=progress)
     finally:
         engine.stage_done("render")
 
 
 def _decode(
-    engine: Engine, jobs: list[DecodeJob], settings: Settings, wd: Workdir, progress: Progress
+    engine: Session, jobs: list[DecodeJob], settings: Settings, wd: Workdir, progress: Progress
 ) -> None:
     if not jobs:
         return
     try:
-        decode_jobs(engine, jobs, settings.decode, wd, progress=progress)
+        decode_jobs(engine.decode_context(), jobs, settings.decode, wd, progress=progress)
     finally:
         engine.stage_done("decode")
 
@@ -261,7 +241,7 @@ def _failed(item: Item, settings: Settings, report: Report, message: str) -> Non
 
 
 def _prepare_given(
-    engine: Engine,
+    engine: Session,
     item: Item,
     settings: Settings,
     wd: Workdir,
@@ -296,19 +276,19 @@ def _prepare_given(
     return _Prepared(item, s, settings.encode, job.out.embeddings, job.out.key, True, item.label)
 
 
-def _negative_key(s: RenderSettings, text: EncodeSettings) -> tuple[str, str, EncodeSettings]:
-    from render.model.templates import template_for
-
+def _negative_key(engine: Session, s: RenderSettings, text: EncodeSettings) -> tuple[str, str, EncodeSettings]:
     assert s.negative_prompt is not None
-    return (s.negative_prompt, template_for(s.frames)[0], text)
+    return (s.negative_prompt, engine.encode_stage().template(s.frames).name, text)
 
 
-def _negative_jobs(prepared: list[_Prepared]) -> dict[tuple[str, str, EncodeSettings], EncodeJob]:
+def _negative_jobs(
+    engine: Session, prepared: list[_Prepared]
+) -> dict[tuple[str, str, EncodeSettings], EncodeJob]:
     """One encode job per distinct negative prompt, template and text settings among the items with true CFG."""
     jobs: dict[tuple[str, str, EncodeSettings], EncodeJob] = {}
     for p in prepared:
         s = p.settings
-        if s.negative_prompt is not None and (key := _negative_key(s, p.text)) not in jobs:
+        if s.negative_prompt is not None and (key := _negative_key(engine, s, p.text)) not in jobs:
             item = Item(prompt=s.negative_prompt, source="negative prompt", name="negative")
             jobs[key] = EncodeJob(s.negative_prompt, s.frames, p.text, Outcome(item), negative=True)
     return jobs
@@ -349,17 +329,15 @@ def _encoded(prepared: list[_Prepared], jobs: list[EncodeJob], report: Report) -
                 report.outcomes.append(out)
 
 
-def encode_for_run(
-    engine: Engine, items: list[Item], settings: Settings, workdir: Path, use_cache: bool, progress: Progress
-) -> Report:
+def encode_for_run(engine: Session, req: RunRequest) -> Report:
     """The encode stage of `run` alone (a Ray task runs it on its share of a batch, render.scale.raycluster): the items'
     prompts and the negative prompts of their true CFG, encoded and written as `run` writes them. The report holds
     the failures as `run` reports them (one outcome per seed), then an outcome per encoded prompt (a negative
     prompt's item has the source "negative prompt")."""
     report = Report()
-    prepared, jobs = _run_jobs(items, settings, report, outputs=False)
-    negatives = list(_negative_jobs(prepared).values())
-    _encode(engine, jobs + negatives, Workdir(workdir), use_cache, progress, report)
+    prepared, jobs = _run_jobs(req.items, req.settings, report, outputs=False)
+    negatives = list(_negative_jobs(engine, prepared).values())
+    _encode(engine, jobs + negatives, Workdir(req.workdir), req.use_cache, req.progress, report)
     _encoded(prepared, jobs, report)
     report.outcomes += [j.out for j in jobs + negatives if j.out.status != "failed"]
     return report

@@ -14,7 +14,7 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from render.core.errors import SettingsError
 from render.core.fsutil import dumps, write_text_atomic
@@ -22,15 +22,12 @@ from render.core.hashing import key_of, tree_sha256
 from render.core.items import Item, Outcome, Report
 from render.core.settings import RenderSettings, Settings
 from render.files.workdir import Workdir
-from render.stages.speed import calibration
-
-if TYPE_CHECKING:
-    from render.engine import Engine
+from render.run.session import Session
 
 KEY_VERSION = "run1"
 
 
-def run_key(engine: Engine, item: Item, s: RenderSettings, settings: Settings) -> str:
+def run_key(engine: Session, item: Item, s: RenderSettings, settings: Settings) -> str:
     """s: the settings of one video (its seed)."""
     components = [c for stage in ("encode", "render", "decode") for c in engine.family.stage_components[stage]]
     decode = asdict(settings.decode)
@@ -46,13 +43,13 @@ def run_key(engine: Engine, item: Item, s: RenderSettings, settings: Settings) -
             "seed": s.seed,
             "decode": decode,
             "placement": [asdict(settings.encode.placement), asdict(s.placement)],
-            "calibration": key_of("cal", calibration(engine)) if s.cache != "none" else None,
+            "calibration": key_of("cal", engine.calibration()) if s.cache != "none" else None,
             **engine.sampling_extras(),
         },
     )
 
 
-def lookup(engine: Engine, items: list[Item], settings: Settings, wd: Workdir) -> Report | None:
+def lookup(engine: Session, items: list[Item], settings: Settings, wd: Workdir) -> Report | None:
     """A report of "skipped" outcomes when every video of every item is already made and whole, else None."""
     if settings.render.stop_at is not None:
         return None
@@ -73,7 +70,7 @@ def lookup(engine: Engine, items: list[Item], settings: Settings, wd: Workdir) -
     return report
 
 
-def record(engine: Engine, report: Report, settings: Settings, wd: Workdir) -> None:
+def record(engine: Session, report: Report, settings: Settings, wd: Workdir) -> None:
     """Remember the videos this run made or found, for the next no-op re-run."""
     for out in report.outcomes:
         if out.status not in ("done", "skipped") or out.video is None or out.item.prompt is None:

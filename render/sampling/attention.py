@@ -13,12 +13,13 @@ that the inputs allow.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from render.core.errors import SettingsError
+from render.core.settings import ATTENTION_CHOICES as CHOICES
+from render.core.settings import Placement
+from render.model.family import Family
 
-CHOICES = ("auto", "masked", "native", "flash", "flash_varlen", "sage", "sage_varlen", "flex", "_native_cudnn")
 # `auto` tries these in order where they are installed (they all take inputs without a mask).
 _AUTO_CUDA = ("sage", "flash", "_native_cudnn", "native")
 
@@ -32,7 +33,6 @@ def resolve(choice: str, device: str) -> str:
     an unavailable choice is a one-line SettingsError."""
     import importlib.util
 
-    from render.core.settings import Placement
     from render.model.loading import resolve_placement
 
     if choice not in CHOICES:
@@ -48,121 +48,48 @@ def resolve(choice: str, device: str) -> str:
     return choice
 
 
-def trim_padding(cond: dict[str, Any], mask_key: str, tokens_key: str) -> dict[str, Any]:
+def trim_padding(cond: dict[str, Any], tokens_key: str, mask_key: str, keep: int = 1) -> dict[str, Any]:
     """Conditioning of one video [1, L, D] / mask [1, L] cut to the tokens the mask keeps (padding is at the end:
-    the tokenizer pads on the right)."""
+    the tokenizer pads on the right), at least `keep` of them."""
     mask = cond[mask_key]
     if mask.shape[0] != 1:
         return cond
-    n = max(1, int(mask.sum()))
+    n = max(keep, int(mask.sum()))
     return {**cond, tokens_key: cond[tokens_key][:, :n], mask_key: mask[:, :n]}
 
 
-class _Padding:
+class Padding:
     """Whether the DiT's current forward has padded text tokens; set once per forward, outside the blocks (a
-    compiled block then reads a Python flag instead of a tensor: no graph break, one guard)."""
+    compiled block then reads a Python flag instead of a tensor: no graph break, one guard). `mask_keys`: the
+    forward's keyword arguments holding the text masks (a family's `text_streams`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, mask_keys: tuple[str, ...]) -> None:
+        self.mask_keys = mask_keys
         self.none = False
 
     def see(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        mask = kwargs.get("encoder_attention_mask")
-        self.none = mask is not None and bool(mask.all())
+        masks = [kwargs.get(k) for k in self.mask_keys]
+        self.none = all(m is not None and bool(m.all()) for m in masks)
 
 
-def hyv_processor(padding: _Padding) -> Any:
-    """hyv's attention processor for one of the DiT's blocks (all of them share `padding`)."""
-    return _processor_class()(padding)
-
-
-@functools.cache
-def _processor_class() -> Any:
-    """HunyuanVideo's attention processor, with two changes to how it feeds the kernel (the arithmetic is
-    diffusers'; tests/test_speed.py checks the result against its processor):
-    - no mask when no text token is padding (the mask the DiT builds is then all True);
-    - with `heads_first` (PyTorch's own kernel on a CPU, no context parallel): q, k and v are laid out [B, H, S, D] in
-      memory while they are concatenated (a copy diffusers makes anyway), so the kernel reads each head's rows
-      contiguously; diffusers hands it [B, S, H, D] views (on one CPU the kernel ran 15% slower on those, on
-      another 1% of a forward is gained: docs/speed.md).
-    """
-    import torch
-    from diffusers.models.attention_dispatch import dispatch_attention_fn
-    from diffusers.models.embeddings import apply_rotary_emb
-    from diffusers.models.transformers.transformer_hunyuan_video import HunyuanVideoAttnProcessor2_0
-
-    class HyvProcessor(HunyuanVideoAttnProcessor2_0):  # type: ignore[misc]
-        heads_first = False
-
-        def __init__(self, padding: _Padding) -> None:
-            super().__init__()
-            self.padding = padding
-
-        def __call__(self, attn: Any, hidden_states: Any, encoder_hidden_states: Any = None,
-                     attention_mask: Any = None, image_rotary_emb: Any = None) -> Any:  # fmt: skip
-            if self.padding.none:
-                attention_mask = None
-            on_cpu = hidden_states.device.type == "cpu"
-            if not (self.heads_first and on_cpu) or self._parallel_config is not None or image_rotary_emb is None:
-                return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
-            return self._heads_first(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
-
-        def _heads_first(self, attn: Any, x: Any, ctx: Any, mask: Any, rope: Any) -> Any:
-            # x: [B, Si, W] image tokens (a single block: image and text, [B, Si + St, W]); ctx: [B, St, W]
-            joint = attn.add_q_proj is None and ctx is not None  # a single-stream block
-            if joint:
-                x = torch.cat([x, ctx], 1)
-            n_txt = ctx.shape[1] if joint else 0
-
-            def heads(t: Any, norm: Any) -> Any:  # [B, S, W] -> [B, S, H, D], normed
-                t = t.unflatten(2, (attn.heads, -1))
-                return norm(t) if norm is not None else t
-
-            def rotated(t: Any) -> Any:  # RoPE on the image tokens only
-                img = apply_rotary_emb(t[:, : t.shape[1] - n_txt], rope, sequence_dim=1)
-                return [img, t[:, t.shape[1] - n_txt :]] if n_txt else [img]
-
-            qs = rotated(heads(attn.to_q(x), attn.norm_q))
-            ks = rotated(heads(attn.to_k(x), attn.norm_k))
-            vs = [heads(attn.to_v(x), None)]
-            if not joint and ctx is not None:  # a double-stream block: the text's own projections
-                qs.append(heads(attn.add_q_proj(ctx), attn.norm_added_q))
-                ks.append(heads(attn.add_k_proj(ctx), attn.norm_added_k))
-                vs.append(heads(attn.add_v_proj(ctx), None))
-            # [B, S, H, D] parts -> one [B, H, S, D] tensor, handed on as its [B, S, H, D] view
-            q, k, v = (torch.cat([t.transpose(1, 2) for t in p], 2).transpose(1, 2) for p in (qs, ks, vs))
-            out = dispatch_attention_fn(q, k, v, attn_mask=mask, dropout_p=0.0, is_causal=False,
-                                        backend=self._attention_backend, parallel_config=None)  # fmt: skip
-            out = out.flatten(2, 3).to(q.dtype)  # [B, S, H * D]
-            if ctx is None:
-                return out, None
-            n = ctx.shape[1]
-            img, txt = out[:, : out.shape[1] - n], out[:, out.shape[1] - n :]
-            if getattr(attn, "to_out", None) is not None:
-                img = attn.to_out[1](attn.to_out[0](img))
-            if getattr(attn, "to_add_out", None) is not None:
-                txt = attn.to_add_out(txt)
-            return img, txt
-
-    return HyvProcessor
-
-
-def install_processors(transformer: Any) -> None:
-    """Give the DiT's attention hyv's processor (done once, when the DiT loads: until `set_backend` says
-    otherwise it computes what diffusers' does, and the mask-free path only starts once the padding is dropped)."""
-    padding = _Padding()
+def install_processors(transformer: Any, family: Family) -> None:
+    """Give the DiT's attention blocks the family's processor (done once, when the DiT loads: until `set_backend`
+    says otherwise it computes what diffusers' does, and the mask-free path only starts once the padding is
+    dropped)."""
+    padding = Padding(tuple(mask for _, mask in family.text_streams))
     transformer.register_forward_pre_hook(padding.see, with_kwargs=True)
-    for block in [*transformer.transformer_blocks, *transformer.single_transformer_blocks]:
-        block.attn.set_processor(hyv_processor(padding))
+    for block in family.attention_blocks(transformer):
+        block.attn.set_processor(family.processor(padding))
 
 
-def set_backend(transformer: Any, name: str) -> None:
+def set_backend(transformer: Any, name: str, family: Family) -> None:
     """Route the DiT's attention to a resolved kernel (`resolve`); "masked" is diffusers' native one, computed
     as diffusers does."""
     try:
         _set_backend(transformer, "native" if name == "masked" else name)
     except (RuntimeError, ValueError, ImportError) as exc:
         raise SettingsError(f"attention {name} is not available here ({' '.join(str(exc).split())[:160]})") from None
-    for block in [*transformer.transformer_blocks, *transformer.single_transformer_blocks]:
+    for block in family.attention_blocks(transformer):
         block.attn.processor.heads_first = name == "native"
 
 

@@ -14,19 +14,29 @@ from __future__ import annotations
 import pickle
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import torch
 import torch.distributed as dist
 from diffusers.hooks import ModelHook
 
 from render.core.errors import RuntimeFailure, SettingsError
+from render.model.family import Family
 
 if TYPE_CHECKING:
-    from render.engine import Engine
     from render.sampling.parallel import Group, ParallelSpec
 
 T = TypeVar("T")
+
+
+class Mirrored(Protocol):
+    """What leading and following need of an engine: its group, its DiT, and the end of the render stage."""
+
+    parallel: Group | None
+
+    def transformer(self, placement: Any) -> Any: ...
+
+    def stage_done(self, stage: str) -> None: ...
 
 
 def send(group: Group, message: tuple[Any, ...]) -> None:
@@ -40,7 +50,7 @@ def receive(group: Group) -> tuple[Any, ...]:
     return message
 
 
-def lead(engine: Engine, call: Callable[[], T]) -> T:
+def lead(engine: Mirrored, call: Callable[[], T]) -> T:
     """Rank 0: run the engine call, then send its result or its error to the other ranks."""
     group = engine.parallel
     assert group is not None
@@ -55,7 +65,7 @@ def lead(engine: Engine, call: Callable[[], T]) -> T:
     return result
 
 
-def follow(engine: Engine) -> Any:
+def follow(engine: Mirrored) -> Any:
     """Ranks > 0: run every DiT forward rank 0 sends, until it sends the result of the call (returned) or its
     error (raised)."""
     group = engine.parallel
@@ -104,28 +114,34 @@ class BroadcastForward(ModelHook):  # type: ignore[misc]
 
 class TrimTextPadding(ModelHook):  # type: ignore[misc]
     """Drop the padded text tokens before the DiT's forward (batch 1): with no padding, the key mask the forward
-    builds from local lengths is right on every rank (`render.sampling.parallel`)."""
+    builds from local lengths is right on every rank (`render.sampling.parallel`). `streams`: the forward's
+    (tokens, mask) keyword pairs (a family's `text_streams`)."""
 
-    def __init__(self, spec: ParallelSpec) -> None:
+    def __init__(self, spec: ParallelSpec, streams: tuple[tuple[str, str], ...]) -> None:
         super().__init__()
         self.spec = spec
+        self.streams = streams
 
     def pre_forward(self, module: Any, *args: Any, **kwargs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        text, mask = kwargs["encoder_hidden_states"], kwargs["encoder_attention_mask"]  # [B, L, D], [B, L]
-        if text.shape[0] != 1:
-            raise SettingsError(
-                f"context parallel renders one video at a time, got a batch of {text.shape[0]}"
-            )
-        n = int(mask.sum())
-        if n == 0:
-            return args, kwargs  # an all-padding prompt: left as it is (the DiT gives NaN either way)
-        if not bool(mask[0, :n].all()):
-            raise SettingsError(
-                "context parallel needs text padded on the right (a mask of ones, then zeros)"
-            )
+        out, total = dict(kwargs), 0
+        for tokens_key, mask_key in self.streams:
+            text, mask = kwargs[tokens_key], kwargs[mask_key]  # [B, L, D], [B, L]
+            if text.shape[0] != 1:
+                raise SettingsError(
+                    f"context parallel renders one video at a time, got a batch of {text.shape[0]}"
+                )
+            n = int(mask.sum())
+            total += n
+            if n == 0:
+                continue  # an all-padding stream: left as it is
+            if not bool(mask[0, :n].all()):
+                raise SettingsError(
+                    "context parallel needs text padded on the right (a mask of ones, then zeros)"
+                )
+            out[tokens_key], out[mask_key] = text[:, :n], mask[:, :n]
         if self.spec.ring > 1:
-            _check_even(kwargs["hidden_states"], module, n, self.spec.degree)
-        return args, {**kwargs, "encoder_hidden_states": text[:, :n], "encoder_attention_mask": mask[:, :n]}
+            _check_even(kwargs["hidden_states"], module, total, self.spec.degree)
+        return args, out
 
 
 def _check_even(latents: torch.Tensor, module: Any, n: int, k: int) -> None:
@@ -158,3 +174,23 @@ def _portable(exc: BaseException) -> BaseException:
         return exc
     except Exception:
         return RuntimeFailure(f"{type(exc).__name__}: {exc}")
+
+
+def enable(transformer: Any, group: Group, placement: Any, family: Family) -> None:
+    """Apply the family's plan and Ulysses/ring attention to a freshly loaded DiT, as `enable_parallelism` does,
+    with the mesh built in `join`; trim the text padding before every forward; on rank 0, send every forward's
+    inputs to the other ranks (`render.sampling.mirror`)."""
+    from diffusers.hooks import HookRegistry
+    from diffusers.hooks.context_parallel import apply_context_parallel
+
+    plan = family.cp_plan()
+    for block in family.attention_blocks(transformer):  # not the token refiner's: it sees every text token
+        if not hasattr(block.attn.processor, "_parallel_config"):
+            raise SettingsError(f"context parallel needs {family.name}'s attention processor, found {block.attn}")
+        block.attn.processor._parallel_config = group.config
+    transformer._parallel_config = group.config
+    apply_context_parallel(transformer, group.config.context_parallel_config, plan)
+    registry = HookRegistry.check_if_exists_or_initialize(transformer)
+    registry.register_hook(TrimTextPadding(group.spec, family.text_streams), "hyv_trim_text_padding")
+    if group.rank == 0:  # outermost: the other ranks get every forward's inputs before trimming
+        registry.register_hook(BroadcastForward(group, placement), "hyv_broadcast_forward")

@@ -1,8 +1,8 @@
-"""Context parallelism for one video: HunyuanVideo's DiT split over the ranks of a `torchrun` job.
+"""Context parallelism for one video: a DiT split over the ranks of a `torchrun` job.
 
 diffusers 0.42 has the machinery (`ContextParallelConfig`, the split/gather hooks of
 `diffusers.hooks.context_parallel`, Ulysses and ring attention in `attention_dispatch`) but ships no plan for
-`HunyuanVideoTransformer3DModel`. `cp_plan()` is that plan:
+HunyuanVideo's DiTs. Each family gives its plan (`Family.cp_plan`); HunyuanVideo's:
 
     rope              its outputs (cos, sin) [N_v, D_head] split on the token dim: each rank ropes its own tokens
     x_embedder        its output, the video tokens [B, N_v, C], split on the token dim
@@ -171,43 +171,3 @@ def _check_backend(text: str, spec: ParallelSpec) -> None:
             f"takes HunyuanVideo's key mask ({', '.join(RING_BACKENDS)}, CUDA; set DIFFUSERS_ATTN_BACKEND); "
             f"diffusers' {backend} backend does not (it is the only one on a CPU); use ulysses:N"
         )
-
-
-def cp_plan() -> dict[str, Any]:
-    """The context-parallel plan of HunyuanVideoTransformer3DModel (see the module docstring)."""
-    from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
-
-    def out(dim: int, ndim: int) -> Any:  # split a module's output
-        return ContextParallelInput(split_dim=dim, expected_dims=ndim, split_output=True)
-
-    return {
-        "rope": {0: out(0, 2), 1: out(0, 2)},  # cos, sin [N_v, D_head]
-        "x_embedder": {0: out(1, 3)},  # video tokens [B, N_v, C]
-        "context_embedder": {0: out(1, 3)},  # refined text tokens [B, L, C]
-        "proj_out": ContextParallelOutput(gather_dim=1, expected_dims=3),  # [B, N_v, p*p*C_out]
-    }
-
-
-def enable(transformer: Any, group: Group, placement: Any) -> None:
-    """Apply the plan and Ulysses/ring attention to a freshly loaded DiT, as `enable_parallelism` does, with the
-    mesh built in `join`; trim the text padding before every forward; on rank 0, send every forward's inputs to
-    the other ranks (`render.sampling.mirror`)."""
-    from diffusers.hooks import HookRegistry
-    from diffusers.hooks.context_parallel import apply_context_parallel
-    from diffusers.models.transformers.transformer_hunyuan_video import HunyuanVideoAttnProcessor2_0
-
-    from render.sampling.mirror import BroadcastForward, TrimTextPadding
-
-    blocks = [*transformer.transformer_blocks, *transformer.single_transformer_blocks]
-    for block in blocks:  # not the token refiner's attention: it sees every text token on every rank
-        if not isinstance(block.attn.processor, HunyuanVideoAttnProcessor2_0):
-            raise SettingsError(
-                f"context parallel needs HunyuanVideo's attention processor, found {block.attn}"
-            )
-        block.attn.processor._parallel_config = group.config
-    transformer._parallel_config = group.config
-    apply_context_parallel(transformer, group.config.context_parallel_config, cp_plan())
-    registry = HookRegistry.check_if_exists_or_initialize(transformer)
-    registry.register_hook(TrimTextPadding(group.spec), "hyv_trim_text_padding")
-    if group.rank == 0:  # outermost: the other ranks get every forward's inputs before trimming
-        registry.register_hook(BroadcastForward(group, placement), "hyv_broadcast_forward")

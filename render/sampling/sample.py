@@ -15,14 +15,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from render.model.family import StepInputs
+
 # A step callback: on_step(i, latents after step i, predicted clean latents x0 at step i).
 OnStep = Callable[[int, torch.Tensor, torch.Tensor], None]
 
 
-def initial_noise(shape: tuple[int, ...], seed: int, device: torch.device) -> torch.Tensor:
-    """Noise as diffusers draws it: a CPU generator seeded with `seed`, float32, then moved. [B, C, T, H, W]"""
+def initial_noise(
+    shape: tuple[int, ...], seed: int, device: torch.device, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """Noise as diffusers draws it: a CPU generator seeded with `seed`, in `dtype` (HunyuanVideo: float32; 1.5:
+    the DiT's dtype), then moved. [B, C, T, H, W]"""
     gen = torch.Generator("cpu").manual_seed(seed)
-    return torch.randn(shape, generator=gen, dtype=torch.float32).to(device)
+    return torch.randn(shape, generator=gen, dtype=dtype).to(device)
 
 
 def set_schedule(scheduler: Any, steps: int, device: torch.device) -> torch.Tensor:
@@ -52,10 +57,8 @@ def denoise(
     transformer: Any,
     scheduler: Any,
     latents: torch.Tensor,  # [B, C, T, H, W] at step `start`
-    cond: Mapping[str, torch.Tensor],  # the DiT's conditioning keyword arguments (render.model.family)
-    uncond: Mapping[str, torch.Tensor] | None,  # true CFG when given
+    inputs: StepInputs,  # the DiT's conditioning (true CFG when `inputs.uncond` is given): render.model.family
     *,
-    guidance: float | None,  # embedded guidance (None: the DiT takes none)
     cfg_scale: float,
     start: int,
     end: int,
@@ -68,11 +71,10 @@ def denoise(
     `before_step(i, t)` before it (hooks that follow the timestep, such as FasterCache's, read it from there)."""
     tdtype = transformer.dtype
     device = latents.device
-    cond = {k: v.to(device=device, dtype=tdtype) for k, v in cond.items()}
-    uncond = {k: v.to(device=device, dtype=tdtype) for k, v in uncond.items()} if uncond is not None else None
-    extra: dict[str, Any] = {}
-    if guidance is not None:  # as the distilled model was trained: guidance * 1000. [B]
-        extra["guidance"] = torch.tensor([guidance] * latents.shape[0], dtype=tdtype, device=device) * 1000.0
+    cond = {k: v.to(device=device, dtype=tdtype) for k, v in inputs.cond.items()}
+    uncond = None
+    if inputs.uncond is not None:
+        uncond = {k: v.to(device=device, dtype=tdtype) for k, v in inputs.uncond.items()}
     scheduler.set_begin_index(start)
     timesteps = scheduler.timesteps
     with torch.inference_mode(), fresh_hook_state(transformer):
@@ -81,12 +83,14 @@ def denoise(
             if before_step is not None:
                 before_step(i, t)
             x_in = latents.to(tdtype)
+            hidden = inputs.hidden(x_in) if inputs.hidden is not None else x_in  # [B, C_in, T, H, W]
+            extra = inputs.per_step(i, x_in, timesteps) if inputs.per_step is not None else {}
             timestep = t.expand(latents.shape[0]).to(latents.dtype)  # [B]
             where = {"step_index": i, "num_inference_steps": len(timesteps)}  # for hooks that need it (TeaCache)
-            v = _velocity(transformer, ("cond", where), x_in, timestep, {**cond, **extra}, attention_kwargs)
+            v = _velocity(transformer, ("cond", where), hidden, timestep, {**cond, **extra}, attention_kwargs)
             if uncond is not None:
                 neg = {**uncond, **extra}
-                v_neg = _velocity(transformer, ("uncond", where), x_in, timestep, neg, attention_kwargs)
+                v_neg = _velocity(transformer, ("uncond", where), hidden, timestep, neg, attention_kwargs)
                 v = v_neg + cfg_scale * (v - v_neg)
             sigma = scheduler.sigmas[i]
             x0 = latents.to(torch.float32) - sigma * v.to(torch.float32) if on_step is not None else latents

@@ -1,20 +1,22 @@
-"""TeaCache for HunyuanVideo as diffusers model hooks (diffusers 0.42 has none), in the style of its First Block
-Cache: stateful hooks on the DiT's blocks, one state per cache context ("cond" / "uncond"), reset with the other
-stateful hooks, so it composes with offloading and the rest.
+"""TeaCache as diffusers model hooks (diffusers 0.42 has none), in the style of its First Block Cache: stateful
+hooks on the DiT's blocks, one state per cache context ("cond" / "uncond"), reset with the other stateful hooks,
+so it composes with offloading and the rest. A family gives its recipe (`TeaCacheRecipe`: its blocks in order, how
+block 0's modulated input is computed, its published rescale polynomial).
 
-At each step the head hook (on double block 0) computes that block's modulated input (its AdaLN-Zero norm of the
-video tokens) and accumulates the rescaled relative L1 change against the last step:
+At each step the head hook (on block 0) computes that block's modulated input (its AdaLN-Zero norm of the video
+tokens) and accumulates the rescaled relative L1 change against the last step:
     acc += poly(mean|m_t - m_{t-1}| / mean|m_{t-1}|)
 While acc stays under the threshold, every block is skipped and the cached residual of the last computed step
 (output of the last block minus input of the first, for both token streams) is added instead; otherwise all blocks
 run, acc restarts at 0 and the residual is refreshed. The first and the last step are always computed (the step
 comes from the cache context: `cache_context(name, step_index=i, num_inference_steps=n)`).
-Published rescale polynomial for HunyuanVideo (TeaCache4HunyuanVideo); `hyv calibrate` fits one per model.
+`hyv calibrate` fits a polynomial per model.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,15 +25,24 @@ from diffusers.hooks import HookRegistry
 from diffusers.hooks._helpers import TransformerBlockRegistry
 from diffusers.hooks.hooks import BaseState, ModelHook, StateManager
 
-HUNYUAN_VIDEO_COEFFICIENTS = (7.33226126e02, -4.01131952e02, 6.75869174e01, -3.14987800e00, 9.61237896e-02)
 _HEAD = "hyv_teacache_head"
 _BLOCK = "hyv_teacache_block"
 
 
+@dataclass(frozen=True)
+class TeaCacheRecipe:
+    """A family's TeaCache: its DiT's blocks in order, the modulated input of block 0 from (block, video tokens,
+    temb), and the published rescale polynomial (highest power first)."""
+
+    blocks: Callable[[Any], list[Any]]
+    modulated: Callable[[Any, torch.Tensor, torch.Tensor], torch.Tensor]
+    coefficients: tuple[float, ...]
+
+
 @dataclass
 class TeaCacheConfig:
+    coefficients: tuple[float, ...]  # the rescale polynomial, highest power first (the family's, or calibrated)
     threshold: float = 0.15  # TeaCache's 2.1x setting on HunyuanVideo (0.1: 1.6x)
-    coefficients: tuple[float, ...] = field(default=HUNYUAN_VIDEO_COEFFICIENTS)  # highest power first
 
 
 class _State(BaseState):
@@ -64,11 +75,12 @@ class _Hook(ModelHook):
 class _HeadHook(_Hook):
     _is_stateful = True
 
-    def __init__(self, states: StateManager, config: TeaCacheConfig) -> None:
+    def __init__(self, states: StateManager, config: TeaCacheConfig, recipe: TeaCacheRecipe) -> None:
         super().__init__()
         self.states = states
         self.threshold = config.threshold
         self.poly = np.poly1d(config.coefficients)
+        self.modulated = recipe.modulated
 
     def initialize_hook(self, module: torch.nn.Module) -> torch.nn.Module:
         self.meta = TransformerBlockRegistry.get(module.__class__)
@@ -77,7 +89,7 @@ class _HeadHook(_Hook):
     def new_forward(self, module: Any, *args: Any, **kwargs: Any) -> Any:
         hidden, encoder = _inputs(self.meta, args, kwargs)
         temb = self.meta._get_parameter_from_args_kwargs("temb", args, kwargs)
-        modulated = module.norm1(hidden, emb=temb)[0]  # [B, N, D]: AdaLN-Zero of the video tokens
+        modulated = self.modulated(module, hidden, temb)  # [B, N, D]: AdaLN-Zero of the video tokens
         state: _State = self.states.get_state()
         context = self.states.context
         step, steps = context.step_index, context.num_inference_steps
@@ -131,11 +143,12 @@ def _relative_l1(now: torch.Tensor, before: torch.Tensor) -> float:
     return float(((now - before).abs().mean() / before.abs().mean()).item())
 
 
-def apply_teacache(transformer: torch.nn.Module, config: TeaCacheConfig) -> None:
-    """Register TeaCache's hooks on a HunyuanVideo DiT (double blocks, then single blocks)."""
-    blocks = [*transformer.transformer_blocks, *transformer.single_transformer_blocks]  # type: ignore[misc]
+def apply_teacache(transformer: torch.nn.Module, config: TeaCacheConfig, recipe: TeaCacheRecipe) -> None:
+    """Register TeaCache's hooks on a DiT's blocks (the recipe's, in order)."""
+    blocks = recipe.blocks(transformer)
     states = StateManager(_State, (), {})  # type: ignore[arg-type]
-    HookRegistry.check_if_exists_or_initialize(blocks[0]).register_hook(_HeadHook(states, config), _HEAD)
+    head = _HeadHook(states, config, recipe)
+    HookRegistry.check_if_exists_or_initialize(blocks[0]).register_hook(head, _HEAD)
     for i, block in enumerate(blocks[1:], start=1):
         hook = _BlockHook(states, tail=i == len(blocks) - 1)
         HookRegistry.check_if_exists_or_initialize(block).register_hook(hook, _BLOCK)
@@ -151,8 +164,9 @@ def remove_teacache(transformer: torch.nn.Module) -> None:
 
 def skip_counts(transformer: torch.nn.Module) -> dict[str, tuple[int, int]]:
     """{context: (computed steps, skipped steps)} of the current render (before its state is reset)."""
-    first: Any = transformer.transformer_blocks[0]  # type: ignore[index]
-    head: Any = HookRegistry.check_if_exists_or_initialize(first).get_hook(_HEAD)
-    if head is None:
-        return {}
-    return {name: (s.computed_steps, s.skipped_steps) for name, s in head.states._state_cache.items()}
+    for module in transformer.modules():
+        registry = getattr(module, "_diffusers_hook", None)
+        head: Any = registry.get_hook(_HEAD) if registry is not None else None
+        if head is not None:
+            return {name: (s.computed_steps, s.skipped_steps) for name, s in head.states._state_cache.items()}
+    return {}

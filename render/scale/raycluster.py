@@ -21,37 +21,24 @@ import os
 import sys
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from render.core.errors import HyvError, RuntimeFailure, UsageError
 from render.core.items import Item, Outcome, Report
-from render.core.progress import Progress
-from render.core.settings import Settings
+from render.core.progress import NullProgress, Progress
+from render.run.local import LocalEngine
+from render.run.spec import EngineSpec, RunRequest
 from render.scale.relay import Collector
 from render.scale.scaleout import Merged
-
-if TYPE_CHECKING:
-    from render.engine import Engine
-    from render.model.loading import ModelRef
-    from render.model.variant import DiTVariant
 
 ATTEMPTS = 3  # tries of a job whose actor dies
 ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "HYV_DEBUG")
 NEGATIVE = "negative prompt"  # the source of a negative prompt's item (render.run.pipeline)
 
 
-def run_on_ray(
-    engine: Engine,
-    items: list[Item],
-    settings: Settings,
-    workdir: Path,
-    resume: bool,
-    use_cache: bool,
-    progress: Progress,
-    address: str,
-) -> Report:
+def run_on_ray(engine: LocalEngine, req: RunRequest, address: str) -> Report:
     try:
         import ray
     except ImportError:
@@ -75,25 +62,25 @@ def run_on_ray(
                 f"--ray {address}: no Ray cluster to join ({' '.join(str(exc).split())[:160]})"
             ) from None
         try:
-            ctx = _Context(
-                engine.model, settings, str(workdir), resume, use_cache, os.getcwd(), engine.variant
-            )
-            return _Batch(ctx, items, progress).run(ray)
+            request = replace(req, items=[], progress=NullProgress())  # the settings and how to run them
+            ctx = _Context(engine.spec, request, os.getcwd())
+            return _Batch(ctx, req.items, req.progress).run(ray)
         finally:
             ray.shutdown()
 
 
 @dataclass(frozen=True)
 class _Context:
-    """What every task and actor call needs, sent with it."""
+    """What every task and actor call needs, sent with it: the engine to rebuild (all of it: the step cache, the
+    attention keyword arguments and the DiT's weights go with the model), the request without its items (the
+    workdir as the user gave it: relative paths resolve from `cwd` on every node)."""
 
-    model: ModelRef
-    settings: Settings
-    workdir: str  # as the user gave it: relative paths resolve from `cwd` on every node
-    resume: bool
-    use_cache: bool
+    spec: EngineSpec
+    request: RunRequest
     cwd: str
-    variant: DiTVariant  # the DiT's weights (--fp8, --dit, --lora): the render actors load the same
+
+    def with_items(self, items: list[Item], progress: Progress) -> RunRequest:
+        return replace(self.request, items=items, progress=progress)
 
 
 @dataclass
@@ -105,7 +92,7 @@ class _Batch:
 
     def run(self, ray: Any) -> Report:
         found = ray.cluster_resources()
-        on_gpu = int(found.get("GPU", 0)) > 0 and self.ctx.settings.render.placement.device != "cpu"
+        on_gpu = int(found.get("GPU", 0)) > 0 and self.ctx.request.settings.render.placement.device != "cpu"
         slots = max(1, min(int(found.get("GPU" if on_gpu else "CPU", 1)), len(self.items)))
         need = {"num_gpus": 1} if on_gpu else {"num_cpus": 1}
         merged = Merged(self.items)
@@ -238,14 +225,11 @@ def _failed(item: Item, message: str) -> Report:
 
 def encode_share(ctx: _Context, items: list[Item]) -> tuple[Report, list[Any]]:
     """A Ray task: encode some prompts and the negative prompts they need, as a local `run` does."""
-    from render.engine import Engine
     from render.run.pipeline import encode_for_run
 
     os.chdir(ctx.cwd)
     c = Collector()
-    report = encode_for_run(
-        Engine(ctx.model), items, ctx.settings, Path(ctx.workdir), ctx.use_cache, c.progress
-    )
+    report = encode_for_run(LocalEngine.from_spec(ctx.spec), ctx.with_items(items, c.progress))
     return report, c.events
 
 
@@ -253,29 +237,20 @@ class StageActor:
     """A Ray actor: an engine that keeps its models warm across the items it is given."""
 
     def __init__(self, ctx: _Context) -> None:
-        from render.engine import Engine
-
         os.chdir(ctx.cwd)
         self.ctx = ctx
-        self.engine = Engine(ctx.model, policy="keep-warm", variant=ctx.variant)
+        self.engine = LocalEngine.from_spec(replace(ctx.spec, policy="keep-warm"))
 
     def render(self, item: Item) -> tuple[Report, list[Any]]:
-        c, ctx = Collector(), self.ctx
+        c, r = Collector(), self.ctx.request
         report = self.engine.render(
-            [item],
-            ctx.settings,
-            workdir=ctx.workdir,
-            resume=ctx.resume,
-            use_cache=ctx.use_cache,
-            progress=c.progress,
+            [item], r.settings, workdir=r.workdir, resume=r.resume, use_cache=r.use_cache, progress=c.progress
         )
         return report, c.events
 
     def decode(self, latents: Path) -> tuple[Report, list[Any]]:
-        c = Collector()
-        return self.engine.decode(
-            [latents], self.ctx.settings, workdir=self.ctx.workdir, progress=c.progress
-        ), c.events
+        c, r = Collector(), self.ctx.request
+        return self.engine.decode([latents], r.settings, workdir=r.workdir, progress=c.progress), c.events
 
     def free(self, stage: str) -> None:
         self.engine.free(stage)

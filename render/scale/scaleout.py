@@ -6,30 +6,15 @@ parallel, which splits one video)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from render.core.errors import UsageError
 from render.core.items import Item, Outcome, Report
-from render.core.progress import Progress
 from render.core.settings import Placement, Settings
+from render.run.local import LocalEngine
+from render.run.spec import RunRequest
 
-if TYPE_CHECKING:
-    from render.engine import Engine
 
-
-def run_scaled(
-    engine: Engine,
-    items: list[Item],
-    settings: Settings,
-    workdir: Path,
-    resume: bool,
-    use_cache: bool,
-    progress: Progress,
-    *,
-    gpus: int | None,
-    ray: str | None,
-) -> Report:
+def run_scaled(engine: LocalEngine, req: RunRequest, *, gpus: int | None, ray: str | None) -> Report:
     if engine.parallel is not None:
         raise UsageError(
             "--parallel splits one video over torchrun's ranks; --gpus and --ray give each device videos of its "
@@ -40,13 +25,13 @@ def run_scaled(
     if ray is not None:
         from render.scale.raycluster import run_on_ray
 
-        return run_on_ray(engine, items, settings, workdir, resume, use_cache, progress, ray)
+        return run_on_ray(engine, req, ray)
     assert gpus is not None
     if gpus < 1:
         raise UsageError(f"--gpus must be at least 1, got {gpus}")
     from render.scale.workers import run_workers
 
-    return run_workers(engine, items, settings, workdir, resume, use_cache, progress, gpus)
+    return run_workers(engine, req, gpus)
 
 
 def on_device(settings: Settings, device: str) -> Settings:

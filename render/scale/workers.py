@@ -10,18 +10,17 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import Any
 
 from render.core.errors import HyvError, UsageError
-from render.core.items import Item, Report
-from render.core.progress import Progress
+from render.core.items import Report
+from render.core.progress import NullProgress
 from render.core.settings import Settings
+from render.run.local import LocalEngine
+from render.run.spec import EngineSpec, RunRequest
 from render.scale.relay import EventProgress, Replay
 from render.scale.scaleout import Merged, on_device
-
-if TYPE_CHECKING:
-    from render.engine import Engine
 
 
 def devices(settings: Settings, n: int) -> list[str]:
@@ -49,37 +48,31 @@ def cpu_threads(n: int) -> int:
     return max(1, (os.cpu_count() or 1) // n)
 
 
-def run_workers(
-    engine: Engine,
-    items: list[Item],
-    settings: Settings,
-    workdir: Path,
-    resume: bool,
-    use_cache: bool,
-    progress: Progress,
-    n: int,
-) -> Report:
+@dataclass
+class WorkerJob:
+    """What worker `index` is given: the engine to rebuild, its share of the batch (a request whose progress is
+    replaced by events to the parent), and its torch threads (0: torch's default)."""
+
+    index: int
+    spec: EngineSpec
+    request: RunRequest
+    threads: int
+
+
+def run_workers(engine: LocalEngine, req: RunRequest, n: int) -> Report:
+    items = req.items
     n = max(1, min(n, len(items)))
-    places = devices(settings, n)
+    places = devices(req.settings, n)
     threads = cpu_threads(n) if places[0] == "cpu" else 0
     ctx = mp.get_context("spawn")  # a fresh interpreter per worker: no forked torch or CUDA state
     inbox: Any = ctx.Queue()
     procs = []
     for i, device in enumerate(places):
-        share = items[i::n]
-        job = (
-            engine.model,
-            engine.policy,
-            engine.cache,
-            engine.attention_kwargs,
-            engine.variant,  # the DiT's weights (--fp8, --dit, --lora): every worker loads the same
-            share,
-            on_device(settings, device),
-        )
-        p = ctx.Process(target=_work, args=(i, job, workdir, resume, use_cache, threads, inbox), daemon=True)
+        share = replace(req, items=items[i::n], settings=on_device(req.settings, device), progress=NullProgress())
+        p = ctx.Process(target=_work, args=(WorkerJob(i, engine.spec, share, threads), inbox), daemon=True)
         p.start()
         procs.append(p)
-    merged, replay = Merged(items), Replay(progress)
+    merged, replay = Merged(items), Replay(req.progress)
     try:
         _collect(procs, inbox, n, merged, replay, places)
     finally:
@@ -133,24 +126,22 @@ def _quiet_libraries() -> None:
         log.disable_progress_bar()
 
 
-def _work(
-    i: int, job: tuple[Any, ...], workdir: Path, resume: bool, use_cache: bool, threads: int, inbox: Any
-) -> None:
+def _work(job: WorkerJob, inbox: Any) -> None:
     """A worker process: the ordinary engine run over its share of the items."""
+    i = job.index
     try:
-        if threads:
+        if job.threads:
             import torch
 
-            torch.set_num_threads(threads)
+            torch.set_num_threads(job.threads)
         _quiet_libraries()
-        from render.engine import Engine
+        from render.run import pipeline
 
-        model, policy, cache, attention_kwargs, variant, share, settings = job
-        engine = Engine(model, policy=policy, cache=cache, attention_kwargs=attention_kwargs, variant=variant)
+        engine = LocalEngine.from_spec(job.spec)
         progress = EventProgress(lambda e: inbox.put(("event", i, e)))
-        report = engine.run(
-            share, settings, workdir=workdir, resume=resume, use_cache=use_cache, progress=progress
-        )
+        req = replace(job.request, progress=progress)
+        report = pipeline.run(engine, replace(req, settings=engine.call_settings(req.settings)))
+        share = req.items
         where = {id(item): j for j, item in enumerate(share)}
         inbox.put(("done", i, (report, [where[id(o.item)] for o in report.outcomes])))
     except HyvError as exc:

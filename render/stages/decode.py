@@ -6,25 +6,23 @@ decode = vae.decode(latents / scaling_factor), then (x / 2 + 0.5).clamp(0, 1), a
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from render.core.errors import ArtifactError, HyvError, IncompatibleError, NonFiniteError, UsageError
 from render.core.fsutil import atomic_target, dumps, remove_leftovers, write_text_atomic
 from render.core.hashing import tree_sha256
 from render.core.items import Outcome
+from render.core.placement import release_memory
 from render.core.progress import Progress
-from render.core.settings import DecodeSettings
+from render.core.settings import DecodeSettings, Placement
 from render.files.artifacts import Artifact, read_artifact, read_manifest
 from render.files.manifest import StageMeter, versions
 from render.files.workdir import Workdir
-
-if TYPE_CHECKING:
-    from render.engine import Engine
-
-MIN_TILE = 64  # pixels: the smallest spatial tile tried when backing off after an out-of-memory error
-MIN_TILE_FRAMES = 8  # frames: the smallest temporal tile tried after the spatial floor (stride 4 = one latent)
+from render.model.family import Family
+from render.model.loading import Loaded
 
 
 @dataclass
@@ -33,42 +31,26 @@ class DecodeJob:
     out: Outcome  # receives video, manifest, status, error
 
 
-def tile_record(vae: Any, tiling: bool, backoffs: int = 0) -> dict[str, Any]:
-    """The VAE's tile sizes in pixels and frames (recorded in the video's manifest)."""
-    return {
-        "spatial": [vae.tile_sample_min_height, vae.tile_sample_min_width] if tiling else None,
-        "spatial_stride": [vae.tile_sample_stride_height, vae.tile_sample_stride_width] if tiling else None,
-        "frames": vae.tile_sample_min_num_frames,
-        "frame_stride": vae.tile_sample_stride_num_frames,
-        "backoffs": backoffs,
-    }
+@dataclass
+class DecodeContext:
+    """What the decode stage needs of the engine: the VAE (loaded on first use) and facts about the model."""
 
-
-def _smaller_tiles(vae: Any, tiling: bool) -> bool:
-    """Halve the spatial tiles down to MIN_TILE, then the temporal ones down to MIN_TILE_FRAMES; False at the
-    floor. Strides keep diffusers' 3/4 overlap (temporal strides stay multiples of the 4x compression)."""
-    if tiling and vae.tile_sample_min_height // 2 >= MIN_TILE:
-        vae.tile_sample_min_height //= 2
-        vae.tile_sample_min_width //= 2
-        vae.tile_sample_stride_height = vae.tile_sample_min_height * 3 // 4
-        vae.tile_sample_stride_width = vae.tile_sample_min_width * 3 // 4
-        return True
-    if vae.tile_sample_min_num_frames // 2 >= MIN_TILE_FRAMES:
-        vae.tile_sample_min_num_frames //= 2
-        vae.tile_sample_stride_num_frames = max(4, vae.tile_sample_min_num_frames // 2)
-        return True
-    return False
+    family: Family
+    source: str  # the model, as the user named it
+    channels: int  # the VAE's latent channels
+    vae: Callable[[Placement, bool], Loaded]  # the VAE for this placement, tiling on or off
+    identity: Callable[[], str]  # the VAE's weights identity
+    preload: Callable[[], None] = lambda: None
 
 
 def decode_frames(
-    vae: Any, device: Any, latents: Any, tiling: bool, tiles: dict[str, Any] | None = None
+    vae: Any, device: Any, latents: Any, tiling: bool, family: Family, tiles: dict[str, Any] | None = None
 ) -> Any:
-    """latents [1, C, T, h, w] -> uint8 frames [F, H, W, 3], backing off to smaller tiles (spatial, then temporal)
-    on out-of-memory down to a floor; the tile sizes used go into `tiles`."""
+    """latents [1, C, T, h, w] -> uint8 frames [F, H, W, 3], backing off to smaller tiles (the family's knobs:
+    spatial, then temporal) on out-of-memory down to a floor; the tile sizes used go into `tiles`."""
     import torch
 
     from render.core.errors import RuntimeFailure, out_of_memory
-    from render.model.loading import release_memory
 
     z = latents.to(device=device, dtype=vae.dtype) / vae.config.scaling_factor
     backoffs = 0
@@ -81,16 +63,16 @@ def decode_frames(
             if out_of_memory(exc) is None:
                 raise
             release_memory()
-            if not _smaller_tiles(vae, tiling):
-                floor = tile_record(vae, tiling)
+            if not family.smaller_tiles(vae, tiling):
+                floor = family.tile_record(vae, tiling)
                 raise RuntimeFailure(
-                    f"out of memory decoding even with tiles of {floor['spatial'] or 'full-frame'} px x "
-                    f"{floor['frames']} frames; the latents are kept: decode them with `hyv decode` on another "
-                    "device (--vae-device cpu)"
+                    f"out of memory decoding even with tiles of {floor.get('spatial') or 'full-frame'} px x "
+                    f"{floor.get('frames', 'all')} frames; the latents are kept: decode them with `hyv decode` on "
+                    "another device (--vae-device cpu)"
                 ) from None
             backoffs += 1
     if tiles is not None:
-        tiles.update(tile_record(vae, tiling, backoffs))
+        tiles.update(family.tile_record(vae, tiling, backoffs))
     return frames_from_decoded(x).numpy()
 
 
@@ -135,16 +117,14 @@ def _decode_record(settings: DecodeSettings) -> dict[str, Any]:
 
 
 def decode_jobs(
-    engine: Engine, jobs: list[DecodeJob], settings: DecodeSettings, workdir: Workdir, *, progress: Progress
+    ctx: DecodeContext, jobs: list[DecodeJob], settings: DecodeSettings, workdir: Workdir, *, progress: Progress
 ) -> None:
     progress.stage("decode", len(jobs))
-    from render.model.loading import preload
-
-    preload("decode")
+    ctx.preload()
     meter = StageMeter.start()
     for job in jobs:
         try:
-            _decode_one(engine, job, workdir, settings, meter, progress)
+            _decode_one(ctx, job, workdir, settings, meter, progress)
         except (UsageError, KeyboardInterrupt):
             raise
         except HyvError as exc:
@@ -154,7 +134,7 @@ def decode_jobs(
 
 
 def _decode_one(
-    engine: Engine,
+    ctx: DecodeContext,
     job: DecodeJob,
     workdir: Workdir,
     settings: DecodeSettings,
@@ -176,11 +156,11 @@ def _decode_one(
             return
         for final in (out, Workdir.sidecar(out)):  # leftovers of a killed writer (the lock keeps others away)
             remove_leftovers(final)
-        _write_video(engine, job, art, sha, out, settings, meter, progress)
+        _write_video(ctx, job, art, sha, out, settings, meter, progress)
 
 
 def _write_video(
-    engine: Engine,
+    ctx: DecodeContext,
     job: DecodeJob,
     art: Artifact,
     sha: str,
@@ -194,19 +174,18 @@ def _write_video(
     from render.files.video import write_mp4, write_png_folder
 
     lat = art.tensors["latents"]  # [1, C, T, h, w]
-    config = engine.model.config("vae")
-    want_c = int(config.get("latent_channels", 16))
+    want_c = ctx.channels
     if lat.ndim != 5 or lat.shape[0] != 1 or lat.shape[1] != want_c:
         raise IncompatibleError(
-            f"{job.latents} holds latents of shape {list(lat.shape)}, but the VAE of {engine.model.source} takes "
+            f"{job.latents} holds latents of shape {list(lat.shape)}, but the VAE of {ctx.source} takes "
             f"[1, {want_c}, T, h, w]; decode with the model that rendered them"
         )
     if not bool(torch.isfinite(lat).all()):
         raise NonFiniteError(f"{job.latents} holds NaN or Inf latents; re-render it")
     progress.steps(1, out.name)
-    vae = engine.vae(settings.placement, tiling=settings.tiling)
+    vae = ctx.vae(settings.placement, settings.tiling)
     tiles: dict[str, Any] = {}
-    frames = decode_frames(vae.module, vae.device, lat, settings.tiling, tiles)  # [F, H, W, 3] uint8
+    frames = decode_frames(vae.module, vae.device, lat, settings.tiling, ctx.family, tiles)  # [F, H, W, 3] uint8
     progress.step()
     manifest = {
         "stage": "decode",
@@ -219,7 +198,7 @@ def _write_video(
         "height": int(frames.shape[1]),
         "width": int(frames.shape[2]),
         "vae_tiles": tiles,
-        "model": {"source": engine.model.source, "vae_identity": engine.identity("vae")},
+        "model": {"source": ctx.source, "vae_identity": ctx.identity()},
         "device": str(vae.device),
         "versions": versions(),
         "render": art.manifest,

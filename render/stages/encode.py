@@ -1,30 +1,29 @@
-"""Stage 1: prompts -> text embeddings (Llama hidden states + CLIP pooled output), cached by content.
+"""Stage 1: prompts -> text embeddings, cached by content (`render.files.cache`).
 
-Mirrors diffusers' HunyuanVideoPipeline.encode_prompt so that the embeddings it gives are the ones hyv gives:
-template -> tokenizer (text_len + crop_start, padded to max length, truncated) -> LlamaModel hidden state
--(skip+1) -> crop the template tokens; CLIP: clip_len tokens -> pooler_output.
+The encoding itself is the model family's (`TextEncoding`: templates, crops, the tensors of its embeddings artifact,
+as its diffusers pipeline's encode_prompt makes them); this module does the bookkeeping: content keys, finding what
+is already encoded (workdir, cache), micro-batches, manifests, per-item failures.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from render.core.errors import ArtifactError, HyvError, NonFiniteError, RuntimeFailure, UsageError
+from render.core.errors import ArtifactError, HyvError, UsageError
 from render.core.hashing import key_of
 from render.core.items import Outcome
 from render.core.naming import artifact_stem
+from render.core.placement import dtype_name
 from render.core.progress import Progress
 from render.core.settings import EncodeSettings, Placement
 from render.files import cache
 from render.files.artifacts import read_artifact, write_artifact
 from render.files.manifest import StageMeter, versions
 from render.files.workdir import Workdir
-from render.model.templates import Template, compute_crop_start, prefix_ids, template_for
-
-if TYPE_CHECKING:
-    from render.engine import Engine
+from render.model.family import Template, TextEncoders, TextEncoding
 
 KEY_VERSION = "emb1"
 RUN_FIELDS = ("source", "original_prompt")  # per-run manifest fields, kept out of the shared cache entry
@@ -44,30 +43,30 @@ class EncodeJob:
 
 
 class TextEncoderStage:
-    """The tokenizers (cheap, needed for cache keys) and, through the engine, the text encoders (loaded on the
+    """The family's text encoding for this model (tokenizers and templates: cheap, cache keys need them), the
+    identity of its encoders, and the loader that gives the encoders themselves (the engine loads them on the
     first cache miss)."""
 
-    def __init__(self, engine: Engine) -> None:
-        from transformers import AutoTokenizer
-
-        self.engine = engine
-        self.tokenizer = AutoTokenizer.from_pretrained(engine.model.component("tokenizer"))
-        self.tokenizer.padding_side = "right"
-        self.identity = engine.identity(*engine.family.stage_components["encode"])
-        self._templates: dict[str, Template] = {}
+    def __init__(
+        self,
+        text: TextEncoding,
+        identity: str,
+        source: str,
+        encoders: Callable[[Placement], TextEncoders],
+        preload: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.text = text
+        self.identity = identity
+        self.source = source
+        self.encoders = encoders
+        self.preload = preload
 
     def template(self, frames: int) -> Template:
-        name, text = template_for(frames)
-        if name not in self._templates:
-            self._templates[name] = Template(name, text, compute_crop_start(self.tokenizer, text))
-        return self._templates[name]
+        return self.text.template(frames)
 
     @staticmethod
     def dtype_name(placement: Placement) -> str:
-        from render.model.loading import resolve_placement
-
-        _, dtype = resolve_placement(placement, "encode")
-        return str(dtype).removeprefix("torch.")
+        return dtype_name(placement, "encode")
 
     def key(self, prompt: str, template: Template, settings: EncodeSettings) -> str:
         return key_of(
@@ -75,8 +74,7 @@ class TextEncoderStage:
             {
                 "encoders": self.identity,
                 "dtype": self.dtype_name(settings.placement),
-                "template": template.text,
-                "crop_start": template.crop_start,
+                **self.text.key_record(template),
                 **settings.text_record(),
                 "prompt": prompt,
             },
@@ -85,49 +83,8 @@ class TextEncoderStage:
     def encode(
         self, prompts: list[str], template: Template, settings: EncodeSettings
     ) -> tuple[dict[str, Any], list[bool]]:
-        """Tensors for a micro-batch: prompt_embeds [B, L, D], prompt_attention_mask [B, L], pooled [B, P];
-        and whether each prompt was truncated to text_len tokens."""
-        import torch
-
-        enc, s = self.engine.text_encoders(settings.placement), settings
-        crop = template.crop_start
-        texts = [template.text.format(p) for p in prompts]
-        tok = enc.tokenizer(
-            texts,
-            max_length=s.text_len + crop,
-            padding="max_length",
-            truncation=True,
-            return_tensors="pt",
-            return_attention_mask=True,
-        )
-        ids, mask = tok.input_ids, tok.attention_mask  # [B, crop + L]
-        want = torch.tensor(prefix_ids(enc.tokenizer, template.text, crop))
-        if not bool((ids[:, :crop] == want).all()):
-            raise RuntimeFailure(
-                "the prompt template does not tokenise to the same prefix with and without a prompt; "
-                "crop_start would cut inside the template with this tokenizer"
-            )
-        full_len = [len(enc.tokenizer(t)["input_ids"]) for t in texts]
-        truncated = [n > s.text_len + crop for n in full_len]
-        with torch.inference_mode():
-            hidden = enc.text_encoder(
-                input_ids=ids.to(enc.device), attention_mask=mask.to(enc.device), output_hidden_states=True
-            ).hidden_states[-(s.skip_layers + 1)]  # [B, crop + L, D]
-            embeds = hidden.to(enc.dtype)[:, crop:]  # [B, L, D]
-            mask = mask[:, crop:]  # [B, L]
-            tok2 = enc.tokenizer_2(
-                prompts, padding="max_length", max_length=s.clip_len, truncation=True, return_tensors="pt"
-            )
-            pooled = enc.text_encoder_2(
-                tok2.input_ids.to(enc.device), output_hidden_states=False
-            ).pooler_output  # [B, P]
-        if not bool(torch.isfinite(embeds).all()) or not bool(torch.isfinite(pooled).all()):
-            raise NonFiniteError("the text encoder produced NaN or Inf; try --dtype float32")
-        return {
-            "prompt_embeds": embeds,
-            "prompt_attention_mask": mask,
-            "pooled_prompt_embeds": pooled,
-        }, truncated
+        """Tensors of a micro-batch (the family's, each [B, ...]) and whether each prompt was truncated."""
+        return self.text.encode(self.encoders(settings.placement), prompts, template, settings)
 
 
 def plan_job(st: TextEncoderStage, job: EncodeJob, workdir: Workdir) -> Template:
@@ -172,11 +129,10 @@ def _holds(path: Path, job: EncodeJob, progress: Progress) -> bool:
 
 
 def encode_jobs(
-    engine: Engine, jobs: list[EncodeJob], workdir: Workdir, *, use_cache: bool, progress: Progress
+    st: TextEncoderStage, jobs: list[EncodeJob], workdir: Workdir, *, use_cache: bool, progress: Progress
 ) -> None:
     """Encode every job whose embeddings are not found first (a batch of hits loads no text encoder at all).
     Results go into each job's outcome; failures are per item."""
-    st = engine.encode_stage()
     progress.stage("encode", len(jobs))
     todo: list[tuple[EncodeJob, Template]] = []
     for job in jobs:
@@ -196,9 +152,7 @@ def encode_jobs(
         else:
             first[key] = job
             unique.append((job, t))
-    from render.model.loading import preload
-
-    preload("encode")
+    st.preload()
     meter = StageMeter.start()
     for group in _micro_batches(unique):
         try:
@@ -247,7 +201,7 @@ def _encode_group(
 ) -> None:
     template, settings = group[0][1], group[0][0].settings
     tensors, truncated = st.encode([job.prompt for job, _ in group], template, settings)
-    enc = st.engine.text_encoders(settings.placement)
+    enc = st.encoders(settings.placement)
     for b, (job, _) in enumerate(group):
         one = {k: v[b : b + 1] for k, v in tensors.items()}
         if truncated[b]:
@@ -265,10 +219,9 @@ def _encode_group(
             "truncated": truncated[b],
             "encoder": {
                 "identity": st.identity,
-                "model": st.engine.model.source,
+                "model": st.source,
                 "dtype": st.dtype_name(settings.placement),
-                "text_dim": int(one["prompt_embeds"].shape[-1]),
-                "pooled_dim": int(one["pooled_prompt_embeds"].shape[-1]),
+                **st.text.encoder_record(one),
             },
             "cache_key": job.out.key,
             "inputs": [],

@@ -7,27 +7,24 @@ fit (`hyv plan` says what will).
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
 from render.core.errors import SettingsError
+from render.core.placement import dtype_name
 from render.core.settings import RenderSettings
-
-if TYPE_CHECKING:
-    from render.engine import Engine
+from render.stages.render import DiTInfo
 
 _BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 GB = 1e9
 
 
-def render_floor_bytes(engine: Engine, s: RenderSettings, text_len: int) -> tuple[float, int]:
+def render_floor_bytes(info: DiTInfo, s: RenderSettings, text_len: int) -> tuple[float, int]:
     """(bytes, video tokens): what rendering one video of `s` needs at least."""
-    info = engine.dit_info()
     cfg = info.config
     _, c, t, h, w = info.latent_shape(s)
     p, pt = int(cfg.get("patch_size", 2)), int(cfg.get("patch_size_t", 1))
     tokens = (t // pt) * (h // p) * (w // p)
     width = int(cfg.get("num_attention_heads", 24)) * int(cfg.get("attention_head_dim", 128))
-    elem = _BYTES[engine.dit_dtype_name(s.placement)]
+    elem = _BYTES[dtype_name(s.placement, "render")]
     latents = 3 * c * t * h * w * 4  # the latents, the step's output and the x0 preview, fp32
     activations = (tokens + text_len) * width * 10 * elem  # a block's q, k, v, attention out, MLP (4x): ~10 widths
     return latents + activations, tokens
@@ -46,9 +43,9 @@ def device_bytes(device: str) -> tuple[str, float]:
     return "cpu", float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
-def check_fits(engine: Engine, s: RenderSettings, text_len: int) -> None:
+def check_fits(info: DiTInfo, s: RenderSettings, text_len: int) -> None:
     """A SettingsError (exit 2, before anything loads) when one video of `s` cannot fit its device at all."""
-    need, tokens = render_floor_bytes(engine, s, text_len)
+    need, tokens = render_floor_bytes(info, s, text_len)
     name, have = device_bytes(s.placement.device)
     if need > have:
         raise SettingsError(

@@ -1,16 +1,17 @@
 """Stage 2: embeddings -> latents, one artifact per (prompt, seed), with resumable checkpoints and item locks.
 
-The compute is `render.sampling.sample.denoise` (a pure loop); this module does the bookkeeping around it: the
-render key
-(a content hash of everything that changes the latents), skipping what is done, item locks, checkpoints every
---save-every steps, a preview at --stop-at, and per-item failures. Paths come from `render.files.workdir`.
+The compute is `render.sampling.sample.denoise` (a pure loop) on the inputs the model's family builds from the
+embeddings (`Family.step_inputs`); this module does the bookkeeping around it: the render key (a content hash of
+everything that changes the latents), skipping what is done, item locks, checkpoints every --save-every steps, a
+preview at --stop-at, and per-item failures. Paths come from `render.files.workdir`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from render.core.errors import (
     ArtifactError,
@@ -24,16 +25,14 @@ from render.core.fsutil import remove_leftovers
 from render.core.hashing import file_sha256, key_of
 from render.core.items import Outcome
 from render.core.naming import artifact_stem
+from render.core.placement import dtype_name, release_memory
 from render.core.progress import Progress
-from render.core.settings import RenderSettings
+from render.core.settings import Placement, RenderSettings
 from render.files.artifacts import is_valid, read_artifact, read_manifest, write_artifact
 from render.files.manifest import StageMeter, versions
 from render.files.workdir import Workdir
-from render.model.templates import template_for
-from render.stages import speed
-
-if TYPE_CHECKING:
-    from render.engine import Engine
+from render.model.family import Family
+from render.model.loading import Loaded
 
 KEY_VERSION = "lat1"
 
@@ -54,35 +53,34 @@ class DiTInfo:
     source: str
     config: dict[str, Any]  # transformer/config.json
     identity: str  # weights identity of transformer + scheduler
-    channels: int
+    channels: int  # the VAE's latent channels: those of the noise and the latents artifact
     t_ratio: int  # VAE temporal compression
     s_ratio: int  # VAE spatial compression
 
     def latent_shape(self, s: RenderSettings) -> tuple[int, int, int, int, int]:
         """[B=1, C, T_lat, H / s, W / s], T_lat = (frames - 1) / t + 1."""
-        return (
-            1,
-            int(self.config.get("in_channels", self.channels)),
-            (s.frames - 1) // self.t_ratio + 1,
-            s.height // self.s_ratio,
-            s.width // self.s_ratio,
-        )
+        return (1, self.channels, (s.frames - 1) // self.t_ratio + 1, s.height // self.s_ratio, s.width // self.s_ratio)
+
+
+@dataclass
+class RenderContext:
+    """What the render stage needs of the engine: the model's facts, its family, and loaders that load on first
+    use (a batch whose latents all exist loads nothing)."""
+
+    info: DiTInfo
+    family: Family
+    dit: Callable[[Placement], Loaded]  # the DiT, loaded for this placement
+    scheduler: Callable[[float], Any]  # a fresh scheduler with this shift
+    prepare: Callable[[Loaded, RenderSettings], None]  # the render's speed settings applied to the DiT
+    extras: dict[str, Any]  # what the engine adds to every render key and manifest (step cache, weights)
+    tick: Callable[[int, Any], None] | None = None  # told each step's timestep (hooks that follow it read it)
+    attention_kwargs: dict[str, Any] | None = None
+    preload: Callable[[], None] = lambda: None
 
     def check_embeddings(self, path: Path, manifest: dict[str, Any], frames: int) -> None:
-        enc = manifest.get("encoder", {})
-        want_d, want_p = self.config.get("text_embed_dim"), self.config.get("pooled_projection_dim")
-        if enc.get("text_dim") != want_d or enc.get("pooled_dim") != want_p:
-            raise IncompatibleError(
-                f"{path} was encoded with text dim {enc.get('text_dim')} / pooled {enc.get('pooled_dim')}, but the "
-                f"DiT of {self.source} takes {want_d} / {want_p}; re-encode with the same --model"
-            )
-        found = manifest.get("template", {}).get("name")
-        want, _ = template_for(frames)
-        if found != want:
-            raise IncompatibleError(
-                f"{path} holds {found}-template embeddings but {frames} frame(s) need the {want} template; "
-                f"re-encode with --frames {frames}"
-            )
+        problem = self.family.check_embeddings(self.info.config, self.info.source, manifest, frames)
+        if problem is not None:
+            raise IncompatibleError(f"{path} {problem}")
 
 
 @dataclass
@@ -94,22 +92,19 @@ class _Planned:
 
 
 def render_jobs(
-    engine: Engine, jobs: list[RenderJob], workdir: Workdir, *, resume: bool, progress: Progress
+    ctx: RenderContext, jobs: list[RenderJob], workdir: Workdir, *, resume: bool, progress: Progress
 ) -> None:
     """Render every job not already rendered (a valid final artifact is checked, not assumed); results go into
     each job's outcome. Items another process holds are done last, after waiting for its lock."""
     if not jobs:
         return
-    info = engine.dit_info()
     progress.stage("render", len(jobs))
-    from render.model.loading import preload
-
-    preload("render")
+    ctx.preload()
     meter = StageMeter.start()
     planned: list[_Planned] = []
     for job in jobs:
         try:
-            planned.append(_plan(engine, info, job, workdir))
+            planned.append(_plan(ctx, job, workdir))
         except UsageError:
             raise
         except HyvError as exc:
@@ -128,7 +123,7 @@ def render_jobs(
                 if _skip_if_done(p.job, progress):  # finished by the other process meanwhile
                     continue
                 try:
-                    _render_one(engine, info, p, resume, meter, progress)
+                    _render_one(ctx, p, resume, meter, progress)
                     progress.item(out.status, p.job.label)
                 except (UsageError, KeyboardInterrupt):
                     raise
@@ -138,8 +133,6 @@ def render_jobs(
                     oom = out_of_memory(exc)
                     if oom is None:
                         raise
-                    from render.model.loading import release_memory
-
                     release_memory()
                     _fail(p.job, str(oom), progress)
 
@@ -160,19 +153,19 @@ def _fail(job: RenderJob, message: str, progress: Progress) -> None:
     progress.item("failed", job.label)
 
 
-def _plan(engine: Engine, info: DiTInfo, job: RenderJob, workdir: Workdir) -> _Planned:
+def _plan(ctx: RenderContext, job: RenderJob, workdir: Workdir) -> _Planned:
     """Check the inputs and compute the render key from their headers; the tensors load later, one item at a time
     (a batch of hundreds does not hold every embedding in memory)."""
     s = job.settings
     _, emb_manifest = read_manifest(job.embeddings, "embeddings")
-    info.check_embeddings(job.embeddings, emb_manifest, s.frames)
+    ctx.check_embeddings(job.embeddings, emb_manifest, s.frames)
     inputs = [{"kind": "embeddings", "path": str(job.embeddings), "sha256": file_sha256(job.embeddings)}]
     neg_key = None
     if s.negative_prompt is not None:
         if job.neg_embeddings is None:
             raise UsageError("cfg-scale > 1 needs embeddings of the negative prompt")
         _, neg_manifest = read_manifest(job.neg_embeddings, "embeddings")
-        info.check_embeddings(job.neg_embeddings, neg_manifest, s.frames)
+        ctx.check_embeddings(job.neg_embeddings, neg_manifest, s.frames)
         neg_key = neg_manifest.get("cache_key")
         inputs.append(
             {
@@ -186,11 +179,11 @@ def _plan(engine: Engine, info: DiTInfo, job: RenderJob, workdir: Workdir) -> _P
         {
             "embeddings": emb_manifest.get("cache_key"),
             "neg": neg_key,
-            "dit": info.identity,
+            "dit": ctx.info.identity,
             "sampling": s.sampling_record(),
             "seed": s.seed,
-            "dtype": engine.dit_dtype_name(s.placement),
-            **engine.sampling_extras(),
+            "dtype": dtype_name(s.placement, "render"),
+            **ctx.extras,
         },
     )
     job.out.seed = s.seed
@@ -199,25 +192,19 @@ def _plan(engine: Engine, info: DiTInfo, job: RenderJob, workdir: Workdir) -> _P
     return _Planned(job, key, emb_manifest, inputs)
 
 
-def _conditioning(engine: Engine, path: Path) -> dict[str, Any]:
-    return engine.family.conditioning(read_artifact(path, "embeddings").tensors)
-
-
-def _render_one(
-    engine: Engine, info: DiTInfo, p: _Planned, resume: bool, meter: StageMeter, progress: Progress
-) -> None:
+def _render_one(ctx: RenderContext, p: _Planned, resume: bool, meter: StageMeter, progress: Progress) -> None:
     import torch
 
     from render.sampling.sample import denoise, initial_noise, set_schedule
 
-    job, out, s = p.job, p.job.out, p.job.settings
+    info, job, out, s = ctx.info, p.job, p.job.out, p.job.settings
     assert out.latents is not None
     ckpt, preview = Workdir.checkpoint(out.latents), Workdir.preview(out.latents)
     for final in (out.latents, ckpt, preview):  # this item's lock is held: no other writer is at work
         remove_leftovers(final)
-    dit = engine.transformer(s.placement)
-    speed.prepare(engine, dit, s, dit.state)
-    scheduler = engine.scheduler(s.shift)
+    dit = ctx.dit(s.placement)
+    ctx.prepare(dit, s)
+    scheduler = ctx.scheduler(s.shift)
     set_schedule(scheduler, s.steps, dit.device)
     # A checkpoint of this very render (same key) is always continued from: re-running an interrupted command
     # loses no step. --resume also carries a render stopped at --stop-at past its stop point.
@@ -229,12 +216,14 @@ def _render_one(
         return
     if latents is not None:
         progress.warn(f"{job.label[:50]!r} (seed {s.seed}): continuing from the checkpoint at step {start}")
-    cond = speed.trim(engine, _conditioning(engine, job.embeddings), s)
+    cond = read_artifact(job.embeddings, "embeddings").tensors
     uncond = None
     if job.neg_embeddings and s.negative_prompt:
-        uncond = speed.trim(engine, _conditioning(engine, job.neg_embeddings), s)
+        uncond = read_artifact(job.neg_embeddings, "embeddings").tensors
+    inputs = ctx.family.step_inputs(cond, uncond, s, trim=s.attention != "masked")
     if latents is None:
-        latents = initial_noise(info.latent_shape(s), s.seed, dit.device)  # [1, C, T, H, W] float32
+        noise_dtype = dit.module.dtype if ctx.family.noise_in_dit_dtype else torch.float32
+        latents = initial_noise(info.latent_shape(s), s.seed, dit.device, noise_dtype)  # [1, C, T, H, W]
     speed_record: dict[str, Any] = {"attention": s.attention, "cache": s.cache, "compile": s.compile}
     if start and s.cache != "none":  # a step cache's state is not kept in checkpoints
         speed_record["cache_state"] = f"rebuilt at step {start}: that step was computed in full"
@@ -243,7 +232,7 @@ def _render_one(
         "prompt": p.manifest.get("prompt"),
         "original_prompt": p.manifest.get("original_prompt"),
         "seed": s.seed,
-        "sampling": {**s.sampling_record(), **engine.sampling_extras()},
+        "sampling": {**s.sampling_record(), **ctx.extras},
         "render_key": p.key,
         "inputs": p.inputs,
         "model": {
@@ -273,15 +262,13 @@ def _render_one(
         dit.module,
         scheduler,
         latents,
-        cond,
-        uncond,
-        guidance=s.guidance if engine.family.embedded_guidance else None,
+        inputs,
         cfg_scale=s.cfg_scale,
         start=start,
         end=end,
-        attention_kwargs=engine.attention_kwargs,
+        attention_kwargs=ctx.attention_kwargs,
         on_step=on_step,
-        before_step=engine.tick,
+        before_step=ctx.tick,
     )
     out.rendered = True
     if not bool(torch.isfinite(latents).all()):

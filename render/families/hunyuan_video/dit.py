@@ -8,8 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from render.core import hyvjson
 from render.core.errors import ModelNotFoundError
-from render.model.layout import DIFFUSERS, fp8_map, original_dit
+from render.families.hunyuan_video.configs import config
+from render.families.hunyuan_video.layout import fp8_map, original_dit
+from render.model.ref import DIFFUSERS
 
 if TYPE_CHECKING:
     import torch
@@ -31,7 +34,7 @@ def dit_source(model: ModelRef, variant: DiTVariant) -> DiTSource:
         return DiTSource(kind, f)
     if model.layout == DIFFUSERS:
         return DiTSource("diffusers", model.component("transformer"))
-    if variant.fp8_kind(model) == "tencent-scaled":
+    if fp8_kind(model, variant) == "tencent-scaled":
         return DiTSource("tencent-fp8", original_dit(model.path, fp8=True))
     full = original_dit(model.path)
     if not full.is_file() and original_dit(model.path, fp8=True).is_file():
@@ -39,6 +42,17 @@ def dit_source(model: ModelRef, variant: DiTVariant) -> DiTSource:
             f"{model.source} holds only Tencent's fp8 DiT ({original_dit(model.path, fp8=True).name}); pass --fp8"
         )
     return DiTSource("original", full)
+
+
+def fp8_kind(model: ModelRef, variant: DiTVariant) -> str | None:
+    """"tencent-scaled" (the model's fp8 checkpoint and scale map), "layerwise" (fp8 storage), or None."""
+    if not variant.fp8:
+        return None
+    if variant.dit_file is None and model.layout != DIFFUSERS:
+        f = original_dit(model.path, fp8=True)
+        if f.is_file() and fp8_map(f).is_file():
+            return "tencent-scaled"
+    return "layerwise"
 
 
 def source_shapes(src: DiTSource) -> dict[str, tuple[int, ...]]:
@@ -53,15 +67,15 @@ def dit_config(model: ModelRef, variant: DiTVariant) -> dict[str, Any]:
     the model's RoPE settings, which tensors do not hold)."""
     src = dit_source(model, variant)
     if src.kind in ("diffusers", "original", "tencent-fp8"):
-        return model.config("transformer")
-    from render.model.original import infer_dit_config, looks_original
+        return config(model, "transformer")
+    from render.families.hunyuan_video.original import infer_dit_config, looks_original
 
     shapes = source_shapes(src)
     if not looks_original(shapes):
-        return model.config("transformer")
-    base = model.config("transformer")
+        return config(model, "transformer")
+    base = config(model, "transformer")
     rope: dict[str, Any] = {k: base[k] for k in ("rope_axes_dim", "rope_theta") if k in base}
-    rope.update(model.hyv_json().get("transformer", {}))
+    rope.update(hyvjson.section(model.path, "transformer"))
     return infer_dit_config(shapes, rope, str(src.path))
 
 
@@ -69,11 +83,11 @@ def diffusers_shapes(model: ModelRef, variant: DiTVariant) -> dict[str, tuple[in
     """The DiT file's tensor shapes under diffusers' names (converted on the meta device: no data read)."""
     import torch
 
-    from render.model.original import convert_dit_state_dict, looks_original
+    from render.families.hunyuan_video.original import convert_dit_state_dict, looks_original
 
     src = dit_source(model, variant)
     if src.kind == "diffusers":
-        from render.model.check import folder_shapes
+        from render.model.weightfiles import folder_shapes
 
         return folder_shapes(src.path)
     shapes = source_shapes(src)
@@ -88,14 +102,19 @@ def load_dit(model: ModelRef, variant: DiTVariant, dtype: torch.dtype) -> Any:
     """The DiT on the CPU in `dtype` (fp8 weights stay fp8; GGUF weights stay quantised)."""
     from diffusers import HunyuanVideoTransformer3DModel
 
+    from render.families.hunyuan_video.original import convert_dit_state_dict, looks_original
+
     src = dit_source(model, variant)
     if src.kind == "diffusers":
         return HunyuanVideoTransformer3DModel.from_pretrained(src.path, dtype=dtype)
     config = dit_config(model, variant)
     if src.kind == "gguf":
-        from render.model.gguf import load_gguf_dit
+        from render.model.gguf import logical_shape, quantised_model, read_gguf
 
-        return load_gguf_dit(src.path, config, dtype)
+        sd = read_gguf(src.path)
+        if looks_original(sd):
+            sd = convert_dit_state_dict(sd, logical_shape(sd["img_in.proj.weight"])[0], str(src.path))
+        return quantised_model(HunyuanVideoTransformer3DModel, sd, config, dtype)
     sd = _read_state_dict(src)
     if src.kind == "tencent-fp8":
         return _assemble_scaled_fp8(src.path, sd, config, dtype)
@@ -103,7 +122,7 @@ def load_dit(model: ModelRef, variant: DiTVariant, dtype: torch.dtype) -> Any:
 
 
 def _read_state_dict(src: DiTSource) -> dict[str, Any]:
-    from render.model.original import convert_dit_state_dict, looks_original
+    from render.families.hunyuan_video.original import convert_dit_state_dict, looks_original
     from render.model.weightfiles import load_pt, unwrap_state_dict
 
     if src.kind == "safetensors":
@@ -140,7 +159,7 @@ def _assemble_scaled_fp8(path: Path, sd: dict[str, Any], config: dict[str, Any],
     """Tencent's fp8 checkpoint: its block linears keep their fp8 weights; each gets its layer's scale."""
     import torch
 
-    from render.model.original import map_module
+    from render.families.hunyuan_video.original import map_module
     from render.model.weightfiles import load_pt
 
     scales = load_pt(fp8_map(path))

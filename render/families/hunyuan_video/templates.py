@@ -1,8 +1,7 @@
-"""Prompt templates for text encoder 1 and the crop_start computed from the tokenizer in use."""
+"""HunyuanVideo's prompt templates for its Llama text encoder, and the crop_start computed from the tokenizer in use."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 # The video template (frames > 1): identical to diffusers' DEFAULT_PROMPT_TEMPLATE["template"].
@@ -22,13 +21,6 @@ IMAGE_TEMPLATE = (
     "quantity, text, spatial relationship of the objects and background:<|eot_id|>"
     "<|start_header_id|>user<|end_header_id|>\n\n{}<|eot_id|>"
 )
-
-
-@dataclass(frozen=True)
-class Template:
-    name: str  # "video" or "image"
-    text: str  # with one "{}" where the prompt goes
-    crop_start: int  # tokens before the prompt, special tokens included, for this tokenizer
 
 
 def template_for(frames: int) -> tuple[str, str]:

@@ -11,21 +11,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from render.core.errors import ModelNotFoundError
-
-# Rows of the original weight a target takes: concatenated slices (start, stop); stop None = to the end.
-Rows = tuple[tuple[int, int | None], ...]
-ALL_ROWS: Rows = ((0, None),)
-
-
-@dataclass(frozen=True)
-class Target:
-    name: str  # diffusers module name
-    rows: Rows = ALL_ROWS
-
+from render.model.mapping import Rows, Target, split_key, take_rows
 
 # One-to-one renames: (original module regex, diffusers module template).
 _RENAMES: tuple[tuple[str, str], ...] = (
@@ -97,20 +86,6 @@ def map_module(name: str, hidden: int) -> list[Target] | None:
     if name == "final_layer.adaLN_modulation.1":  # (shift, scale) -> (scale, shift)
         return [Target("norm_out.linear", ((hidden, 2 * hidden), (0, hidden)))]
     return None
-
-
-def take_rows(t: Any, rows: Rows) -> Any:
-    """The rows of a tensor a target takes (a view when one slice; works on fp8 and GGUF tensors too)."""
-    import torch
-
-    parts = [t[a:b] for a, b in rows]
-    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
-
-
-def split_key(key: str) -> tuple[str, str]:
-    """'double_blocks.0.img_attn_qkv.weight' -> ('double_blocks.0.img_attn_qkv', 'weight')."""
-    module, _, param = key.rpartition(".")
-    return module, param
 
 
 def convert_dit_state_dict(sd: Mapping[str, Any], hidden: int, source: str) -> dict[str, Any]:

@@ -18,8 +18,10 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from hunyuan_cli.common import DEFAULT_WORKDIR
+from render.core.cachespec import CACHE_KINDS
+from render.core.placement import DTYPES, GPU_DTYPES
 from render.core.resolve import Flags
-from render.core.settings import DEFAULTS
+from render.core.settings import ATTENTION_CHOICES, DEFAULTS, OFFLOAD_MODES
 from render.model.ref import DEMO_DEFAULTS
 from render.model.variant import DiTVariant, LoraSpec
 
@@ -59,16 +61,22 @@ def _opt(group: str, typ: Any, *names: str, help: str, **kw: Any) -> tuple[str, 
     return group, optional(typ, *names, help=help, rich_help_panel=_PANELS.get(group, "Sampling"), **kw)
 
 
-_DTYPES = "auto (GPU: text encoders fp16, DiT bf16, VAE fp16; CPU: fp32), float32, float16, bfloat16"
+_SHORT = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32"}
+_GPU = ", ".join(f"{w} {_SHORT[GPU_DTYPES[s]]}" for s, w in (("encode", "text encoders"), ("render", "DiT"),
+                                                         ("decode", "VAE")))  # fmt: skip
+_DTYPES = f"auto (GPU: {_GPU}; CPU: fp32), {', '.join(DTYPES)}"
 _CFG = "True classifier-free guidance: > 1 runs the DiT twice a step, the second time on the negative prompt"
 _W = DEFAULT_WORKDIR
-_CACHE = ("A step cache: none, fbcache[:T], teacache[:T], magcache[:T], taylorseer[:N], fastercache, pab; no T: "
-          "the calibrated or published threshold [default: none].")
-_ATTENTION = ("auto (the fastest installed kernel, padding dropped), masked (diffusers' own), native, flash, "
-              "flash_varlen, sage, sage_varlen, flex [default: auto].")
+_VALUED = {"fbcache": "[:T]", "teacache": "[:T]", "magcache": "[:T]", "taylorseer": "[:N]"}
+_CACHE = (f"A step cache: {', '.join(k + _VALUED.get(k, '') for k in CACHE_KINDS)}; no T: the calibrated or "
+          "published threshold [default: none].")
+_ATTENTION = ("auto (the fastest installed kernel, padding dropped), masked (diffusers' own), "
+              f"{', '.join(c for c in ATTENTION_CHOICES if c not in ('auto', 'masked', '_native_cudnn'))} "
+              "[default: auto].")
 _NEG = "--cfg-scale > 1"
 _DEMO = "$HYV_MODEL, else the bundled demo model"
-_OFFLOAD = "Where weights wait: none, model, group (DiT blocks stream), sequential (layers stream) or auto"
+_MODES = {"group": "group (DiT blocks stream)", "sequential": "sequential (layers stream)"}
+_OFFLOAD = f"Where weights wait: {', '.join(_MODES.get(m, m) for m in OFFLOAD_MODES)}"
 _FP8 = "DiT weights in fp8 (Tencent's scaled fp8 file when the model has one, else fp8 storage)."
 _DIT = "A DiT file replacing the model's: .gguf (city96), or an original-layout .pt/.safetensors."
 

@@ -78,3 +78,6 @@ def hyv_proc(
 def hyv_cmd(*args: str | Path) -> list[str]:
     """The argv of `hyv ARGS...` as a subprocess, for tests that signal or race real processes."""
     return [sys.executable, "-m", "hunyuan_cli", *map(str, args)]
+
+# The HunyuanVideo (v1) demo model: the pins of tests/test_pins.py and the v1 demo tests run on it.
+V1_DEMO = REPO / "render" / "demo_model"

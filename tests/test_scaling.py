@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -184,6 +185,39 @@ def test_worker_processes_load_the_same_dit_weights(tiny_model: Path, tmp_path: 
     assert_same_artifacts(tmp_path / "one", tmp_path / "two")
 
 
+def _cached_engine(model: Path) -> Any:
+    """An engine with a step cache given to it (not a --cache setting): part of the engine's spec."""
+    from diffusers import FirstBlockCacheConfig
+
+    from render.engine import Engine
+
+    return Engine(model, cache=FirstBlockCacheConfig(threshold=0.5))
+
+
+def _latents(report: Any) -> list[torch.Tensor]:
+    assert not report.failed, [o.error for o in report.failed]
+    return [load_file(str(o.latents))["latents"] for o in report.outcomes]
+
+
+def test_an_engines_step_cache_reaches_the_worker_processes(tiny_model: Path, tmp_path: Path) -> None:
+    """`Engine(cache=...)` over --gpus 2 renders what it renders in one process, and the cache acts (the latents
+    differ from an uncached render): worker processes rebuild the engine from its spec, nothing dropped."""
+    engine = _cached_engine(tiny_model)
+    s = engine.settings(frames=9, height=32, width=32, steps=8, device="cpu")
+    two = _latents(engine.run(PROMPTS, s, workdir=tmp_path / "two", gpus=2))
+    with threads(cpu_threads(2)):
+        one = _latents(engine.run(PROMPTS, s, workdir=tmp_path / "one"))
+        from render.engine import Engine
+
+        plain = Engine(tiny_model)
+        uncached = _latents(plain.run(PROMPTS, plain.settings(**_SMALL8), workdir=tmp_path / "plain"))
+    assert all(torch.equal(a, b) for a, b in zip(one, two, strict=True))
+    assert not any(torch.equal(a, b) for a, b in zip(one, uncached, strict=True))
+
+
+_SMALL8 = {"frames": 9, "height": 32, "width": 32, "steps": 8, "device": "cpu"}
+
+
 # ------------------------------------------------------------------------------------------- Ray
 
 
@@ -228,6 +262,13 @@ def test_ray_batch_survives_a_killed_node_and_equals_a_local_run(
             time.sleep(0.02)
         cluster.kill_node(worker)  # while its actor renders an item
         out, err = proc.communicate(timeout=240)
+        # The head node is left: an engine's own step cache reaches its actors (the engine's spec travels whole).
+        engine = _cached_engine(tiny_model)
+        s = engine.settings(**_SMALL8)
+        on_ray = _latents(engine.run(PROMPTS, s, workdir=tmp_path / "ray-cached", ray=cluster.address))
+    with threads(1):
+        here = _latents(engine.run(PROMPTS, s, workdir=tmp_path / "here-cached"))
+    assert all(torch.equal(a, b) for a, b in zip(here, on_ray, strict=True))
     assert proc.returncode == 0, err[-3000:]
     assert "Ray worker was lost during render" in err
     report = json.loads(out)

@@ -12,10 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# done: made now; cached: embeddings found (cache or workdir); skipped: the artifact was already there;
-# stopped: a render stopped at --stop-at (a preview); failed: see `error`.
-STATUSES = ("done", "cached", "skipped", "stopped", "failed")
-
 
 @dataclass(frozen=True)
 class Item:
@@ -32,25 +28,14 @@ class Item:
     def label(self) -> str:
         return self.name or self.prompt or (self.embeddings or self.latents or Path("item")).stem
 
-    @classmethod
-    def of(cls, x: Item | str | Path, n: int = 1) -> Item:
-        """An item from a prompt string, an artifact path (.safetensors: embeddings or latents, by kind) or an
-        item."""
-        if isinstance(x, Item):
-            return x
-        if isinstance(x, Path):
-            from render.files.artifacts import read_manifest
-
-            kind, _ = read_manifest(x)
-            src = str(x)
-            return cls(source=src, embeddings=x) if kind == "embeddings" else cls(source=src, latents=x)
-        return cls(prompt=x, source=f"argument {n}")
 
 
 @dataclass
 class Outcome:
     item: Item
     seed: int | None = None
+    # done: made now; cached: embeddings found (cache or workdir); skipped: the artifact was already there;
+    # stopped: a render stopped at --stop-at (a preview); failed: see `error`.
     status: str = "pending"
     error: str | None = None
     prompt: str | None = None

@@ -27,7 +27,6 @@ SIZE_PRESETS: dict[str, dict[str, tuple[int, int]]] = {
     },
     "540p": {"16:9": (544, 960), "9:16": (960, 544), "4:3": (624, 832), "3:4": (832, 624), "1:1": (720, 720)},
 }
-ASPECTS = ("16:9", "9:16", "4:3", "3:4", "1:1")
 
 # The choice lists every front end shows and every check uses (defined here once).
 ATTENTION_CHOICES = (
@@ -240,6 +239,15 @@ class Profile:
         if aspect not in self.sizes[size]:
             raise SettingsError(f"unknown aspect {aspect!r}; use one of {', '.join(self.sizes[size])}")
         return tuple(self.sizes[size][aspect])  # type: ignore[return-value]
+
+
+def latent_shape(
+    frames: int, height: int, width: int, factors: tuple[int, int, int]
+) -> tuple[int, int, int, int, int]:
+    """[B=1, C, T_lat, H / s, W / s] of a video, T_lat = (frames - 1) / t + 1, for a VAE's (latent channels,
+    temporal compression t, spatial compression s)."""
+    channels, t, s = factors
+    return (1, channels, (frames - 1) // t + 1, height // s, width // s)
 
 
 DEFAULTS = Settings()  # hyv's own defaults, for help texts and documentation

@@ -1,9 +1,10 @@
 """hyv's artifacts: safetensors files whose metadata holds a kind, a format version and a JSON manifest.
 
-Kinds and tensors (names and shapes as diffusers' HunyuanVideoPipeline takes them):
-- "embeddings": prompt_embeds [1, L, D], prompt_attention_mask [1, L] (int64), pooled_prompt_embeds [1, P]
-- "latents":    latents [1, C, T_lat, H/8, W/8], as the DiT leaves them (not divided by the VAE scaling factor)
-- "checkpoint": latents [1, C, T_lat, H/8, W/8] part-way through a schedule, and its step index in the manifest
+Kinds and tensors:
+- "embeddings": the model family's tensors (`Family.embedding_tensors`, named as its diffusers pipeline takes them;
+  HunyuanVideo: prompt_embeds [1, L, D], prompt_attention_mask [1, L] (int64), pooled_prompt_embeds [1, P])
+- "latents":    latents [1, C, T_lat, H/s, W/s], as the DiT leaves them (not divided by the VAE scaling factor)
+- "checkpoint": latents [1, C, T_lat, H/s, W/s] part-way through a schedule, and its step index in the manifest
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from render.core.hashing import file_sha256
 
 FORMAT = "1"
 KINDS: dict[str, tuple[str, ...]] = {
-    "embeddings": ("prompt_embeds", "prompt_attention_mask", "pooled_prompt_embeds"),
+    "embeddings": (),  # the family's (checked where the family is known: render.stages)
     "latents": ("latents",),
     "checkpoint": ("latents",),
 }

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from render.core.placement import GPU_DTYPES
+from render.core.settings import latent_shape
 from render.plan.planner import Plan, StagePlan
 
 if TYPE_CHECKING:
@@ -46,8 +47,7 @@ def make_plan(
     from render.plan.planner import plan_decode, plan_encode, plan_render
 
     r = settings.render
-    channels, t, s = family.vae_factors(model)
-    latent = (1, channels, (r.frames - 1) // t + 1, r.height // s, r.width // s)
+    latent = latent_shape(r.frames, r.height, r.width, family.vae_factors(model))
     out = Plan(r.frames, r.height, r.width, [], variant.describe(family.fp8_kind(model, variant)))
     for stage in stages:
         placement = getattr(settings, stage).placement

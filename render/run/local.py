@@ -161,4 +161,17 @@ class LocalEngine(Session):
 def _items(items: Sequence[ItemLike]) -> list[Item]:
     if isinstance(items, (str, Path)):
         items = [items]
-    return [Item.of(x, n) for n, x in enumerate(items, start=1)]
+    return [_item(x, n) for n, x in enumerate(items, start=1)]
+
+
+def _item(x: ItemLike, n: int) -> Item:
+    """An item from a prompt string, an artifact path (.safetensors: embeddings or latents, by kind) or an item."""
+    if isinstance(x, Item):
+        return x
+    if isinstance(x, Path):
+        from render.files.artifacts import read_manifest
+
+        kind, _ = read_manifest(x)
+        src = str(x)
+        return Item(source=src, embeddings=x) if kind == "embeddings" else Item(source=src, latents=x)
+    return Item(prompt=x, source=f"argument {n}")

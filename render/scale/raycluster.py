@@ -30,8 +30,8 @@ from render.core.items import Item, Outcome, Report
 from render.core.progress import NullProgress, Progress
 from render.run.local import LocalEngine
 from render.run.spec import EngineSpec, RunRequest
+from render.scale.merge import Merged
 from render.scale.relay import Collector
-from render.scale.scaleout import Merged
 
 ATTEMPTS = 3  # tries of a job whose actor dies
 ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "HYV_DEBUG")

@@ -5,11 +5,8 @@ parallel, which splits one video)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-
 from render.core.errors import UsageError
-from render.core.items import Item, Outcome, Report
-from render.core.settings import Placement, Settings
+from render.core.items import Report
 from render.run.local import LocalEngine
 from render.run.spec import RunRequest
 
@@ -32,45 +29,3 @@ def run_scaled(engine: LocalEngine, req: RunRequest, *, gpus: int | None, ray: s
     from render.scale.workers import run_workers
 
     return run_workers(engine, req, gpus)
-
-
-def on_device(settings: Settings, device: str) -> Settings:
-    """The settings with every stage placed on `device` (the dtypes kept)."""
-
-    def put(p: Placement) -> Placement:
-        return replace(p, device=device)
-
-    return replace(
-        settings,
-        encode=replace(settings.encode, placement=put(settings.encode.placement)),
-        render=replace(settings.render, placement=put(settings.render.placement)),
-        decode=replace(settings.decode, placement=put(settings.decode.placement)),
-    )
-
-
-@dataclass
-class Merged:
-    """Outcomes gathered from workers, put back in the batch's item order (and seed order within an item)."""
-
-    items: list[Item]
-    report: Report = field(default_factory=Report)
-    _keyed: list[tuple[int, int, Outcome]] = field(default_factory=list)
-
-    def add(self, index: int, outcomes: list[Outcome]) -> None:
-        """Outcomes of items[index] (made elsewhere: their `item` is replaced by the batch's own)."""
-        for n, out in enumerate(outcomes):
-            out.item = self.items[index]
-            self._keyed.append((index, n, out))
-
-    def fail(self, index: int, message: str) -> None:
-        out = Outcome(self.items[index], prompt=self.items[index].prompt)
-        out.fail(message)
-        self.add(index, [out])
-
-    def outcomes(self) -> list[Outcome]:
-        """Every outcome so far, in the order added."""
-        return [out for _, _, out in self._keyed]
-
-    def done(self) -> Report:
-        self.report.outcomes = [out for _, _, out in sorted(self._keyed, key=lambda k: k[:2])]
-        return self.report

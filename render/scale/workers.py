@@ -19,8 +19,8 @@ from render.core.progress import NullProgress
 from render.core.settings import Settings
 from render.run.local import LocalEngine
 from render.run.spec import EngineSpec, RunRequest
+from render.scale.merge import Merged, on_device
 from render.scale.relay import EventProgress, Replay
-from render.scale.scaleout import Merged, on_device
 
 
 def devices(settings: Settings, n: int) -> list[str]:

@@ -27,8 +27,8 @@ from render.core.items import Outcome
 from render.core.naming import artifact_stem
 from render.core.placement import dtype_name, release_memory
 from render.core.progress import Progress
-from render.core.settings import Placement, RenderSettings
-from render.files.artifacts import is_valid, read_artifact, read_manifest, write_artifact
+from render.core.settings import Placement, RenderSettings, latent_shape
+from render.files.artifacts import is_valid, read_artifact, read_header, read_manifest, write_artifact
 from render.files.manifest import StageMeter, versions
 from render.files.workdir import Workdir
 from render.model.family import Family
@@ -58,8 +58,8 @@ class DiTInfo:
     s_ratio: int  # VAE spatial compression
 
     def latent_shape(self, s: RenderSettings) -> tuple[int, int, int, int, int]:
-        """[B=1, C, T_lat, H / s, W / s], T_lat = (frames - 1) / t + 1."""
-        return (1, self.channels, (s.frames - 1) // self.t_ratio + 1, s.height // self.s_ratio, s.width // self.s_ratio)
+        """[B=1, C, T_lat, H / s, W / s] of one video of `s`."""
+        return latent_shape(s.frames, s.height, s.width, (self.channels, self.t_ratio, self.s_ratio))
 
 
 @dataclass
@@ -78,6 +78,13 @@ class RenderContext:
     preload: Callable[[], None] = lambda: None
 
     def check_embeddings(self, path: Path, manifest: dict[str, Any], frames: int) -> None:
+        _, tensors = read_header(path)
+        lacking = [t for t in self.family.embedding_tensors if t not in tensors]
+        if lacking:
+            raise IncompatibleError(
+                f"{path} holds no {', '.join(lacking)}: not embeddings of a {self.family.name} model; re-encode "
+                f"with the same --model"
+            )
         problem = self.family.check_embeddings(self.info.config, self.info.source, manifest, frames)
         if problem is not None:
             raise IncompatibleError(f"{path} {problem}")

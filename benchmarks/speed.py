@@ -87,7 +87,8 @@ def ready_dit(path: Path, a: argparse.Namespace, **settings: Any) -> tuple[Any, 
     r = engine.concrete(s.render)
     dit = engine.transformer(r.placement)
     speed.prepare(dit, r, engine.family, engine.calibration(), lambda: int(engine.clock))
-    return engine, r, dit, tensors, engine.family.step_inputs(tensors, None, r, trim=r.attention != "masked")
+    inputs = engine.family.step_inputs(tensors, None, r, r.attention != "masked", engine.dit_info().config)
+    return engine, r, dit, tensors, inputs
 
 
 def main() -> None:

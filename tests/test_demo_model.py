@@ -77,7 +77,7 @@ class Demo:
 
     def cond(self, prompt: str) -> Any:
         t, _ = self.text.encode([prompt], self.template, self.settings.encode)
-        return self.engine.family.step_inputs(t, None, self.settings.render, trim=False)
+        return self.engine.family.step_inputs(t, None, self.settings.render, False, self.engine.dit_info().config)
 
     def latents(self, cond: Any, seed: int = 42, reverse: bool = False) -> Any:
         from render.sampling.sample import denoise, initial_noise, set_schedule

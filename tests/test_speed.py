@@ -111,7 +111,7 @@ def test_teacache_skips_steps_but_never_the_first_or_last(tiny_model: Path) -> N
     s = engine.settings(frames=9, height=32, width=32, steps=10)
     text = engine.encode_stage()
     tensors = text.encode([PROMPT], text.template(9), s.encode)[0]
-    inputs = engine.family.step_inputs(tensors, None, s.render, trim=False)
+    inputs = engine.family.step_inputs(tensors, None, s.render, False, engine.dit_info().config)
     dit = engine.transformer(s.render.placement)
     recipe = engine.family.teacache()
     seen: dict[str, tuple[int, int]] = {}

@@ -52,7 +52,7 @@ class Flags:
 
 
 def _fields(cls: type) -> dict[str, Any]:
-    return {f.name: f.type for f in fields(cls) if f.name != "placement"}
+    return {f.name: f.type for f in fields(cls) if f.name not in ("placement", "size_multiple")}
 
 
 # Which settings object each default of a model's hyv.json belongs to.
@@ -143,6 +143,7 @@ def resolve_settings(
         own = stage_device.get(cls)
         return replace(cls(placement=replace(placement, device=own) if own else placement), **values)
 
-    s = Settings(encode=build(EncodeSettings), render=build(RenderSettings), decode=build(DecodeSettings))
+    render = replace(build(RenderSettings), size_multiple=profile.size_multiple)
+    s = Settings(encode=build(EncodeSettings), render=render, decode=build(DecodeSettings))
     s.check()
     return s

@@ -107,6 +107,7 @@ class RenderSettings:
     attention: str = "auto"  # the attention kernel (render.sampling.attention); "masked": diffusers' own, padding kept
     compile: bool = False  # torch.compile the DiT's repeated blocks (regional compilation)
     placement: Placement = field(default_factory=Placement)
+    size_multiple: int = 16  # the model's: heights and widths are multiples of it (its Profile; not a flag)
 
     def check(self) -> None:
         from render.core.cachespec import CacheSpec
@@ -121,10 +122,11 @@ class RenderSettings:
             raise SettingsError(
                 f"frames must be 4k+1 (1, 5, 9, ..., 129), got {self.frames}; try --frames {4 * k + 1}"
             )
+        m = self.size_multiple
         for name, v in (("height", self.height), ("width", self.width)):
-            if v < 16 or v % 16 != 0:
-                fix = max(16, round(v / 16) * 16)
-                raise SettingsError(f"{name} must be a positive multiple of 16, got {v}; try --{name} {fix}")
+            if v < m or v % m != 0:
+                fix = max(m, round(v / m) * m)
+                raise SettingsError(f"{name} must be a positive multiple of {m}, got {v}; try --{name} {fix}")
         if self.steps < 1:
             raise SettingsError(f"steps must be at least 1, got {self.steps}")
         if not 1 <= self.num_videos <= MAX_VIDEOS:
@@ -171,7 +173,8 @@ class RenderSettings:
     def sampling_record(self) -> dict[str, Any]:
         """Every setting that changes the latents (the seed is recorded per video)."""
         d = asdict(self)
-        for k in ("placement", "save_every", "seed", "num_videos", "stop_at", "cache_quality", "compile"):
+        for k in ("placement", "save_every", "seed", "num_videos", "stop_at", "cache_quality", "compile",
+                  "size_multiple"):  # fmt: skip
             d.pop(k)
         d["neg_prompt"] = self.negative_prompt
         # Left out when they change only the float rounding (records stay those of earlier renders); a step
@@ -230,6 +233,7 @@ class Profile:
     sizes: Mapping[str, Mapping[str, tuple[int, int]]] = field(default_factory=lambda: SIZE_PRESETS)
     default_aspect: str = "16:9"
     refused: Mapping[str, str] = field(default_factory=dict)  # flag -> why this family does not take it
+    size_multiple: int = 16  # heights and widths: multiples of the VAE's compression x the DiT's patch
 
     def size(self, size: str, aspect: str | None) -> tuple[int, int]:
         """(height, width) of a resolution preset."""

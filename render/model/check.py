@@ -44,6 +44,13 @@ def meta_module(family_class: str, config: dict[str, Any], directory: Path) -> A
         return cls(cls.config_class.from_pretrained(directory))
 
 
+def expected_shapes(module: Any) -> Shapes:
+    """The tensors a checkpoint of `module` holds: its state dict without the second name of a tied weight (a T5's
+    `encoder.embed_tokens.weight` is its `shared.weight`, saved once)."""
+    own = {n for n, _ in module.named_parameters()} | {n for n, _ in module.named_buffers()}
+    return {k: tuple(v.shape) for k, v in module.state_dict().items() if k in own}
+
+
 def compare(expected: Shapes, found: Shapes, where: str) -> None:
     """Raise WeightsError when tensors are missing or shaped differently. Found names may carry one common prefix
     ("model." of a LlamaForCausalLM, "text_model." of a full CLIP checkpoint); extra tensors are ignored."""
@@ -75,7 +82,8 @@ def _weights_of(
     if found is not None:
         return found
     d = model.component(name)
-    config = family.config(model, name) if name in ("vae",) else {}
+    diffusers = family.component_classes[name].startswith("diffusers.")  # built from a config dict
+    config = family.config(model, name) if diffusers else {}
     return folder_shapes(d), weight_files(d), config
 
 
@@ -102,7 +110,7 @@ def check_component(model: ModelRef, family: Family, name: str, variant: DiTVari
         st.files = [str(f) for f in files]
         st.bytes = sum(f.stat().st_size for f in files)
         meta = meta_module(family.component_classes[name], config, d)
-        expected = {k: tuple(v.shape) for k, v in meta.state_dict().items()}
+        expected = expected_shapes(meta)
         compare(expected, shapes, ", ".join(st.files) if len(files) <= 2 else f"{d} ({len(files)} files)")
     except WeightsError as exc:
         return Status(name, "corrupt", str(exc), st.files, st.bytes)

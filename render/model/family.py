@@ -119,6 +119,10 @@ class Family:
         """A component's config in diffusers' terms (the original layout's translated or inferred)."""
         return model.config(name)
 
+    def profile_for(self, model: ModelRef) -> Profile:
+        """The settings profile for this model (its size multiple may depend on its VAE and patch)."""
+        return self.profile
+
     def defaults(self, model: ModelRef) -> dict[str, Any]:
         """Settings defaults of this model (its variant), below the model's hyv.json and above hyv's."""
         return {}
@@ -186,11 +190,16 @@ class Family:
         return None
 
     def step_inputs(
-        self, cond: Mapping[str, Any], uncond: Mapping[str, Any] | None, s: RenderSettings, trim: bool
+        self,
+        cond: Mapping[str, Any],
+        uncond: Mapping[str, Any] | None,
+        s: RenderSettings,
+        trim: bool,
+        config: Mapping[str, Any],
     ) -> StepInputs:
         """The DiT's inputs for a render from the embeddings artifacts' tensors (`uncond`: the negative prompt's,
         with true CFG). `trim`: drop the text padding (render.sampling.attention), as every kernel but diffusers'
-        masked one is given."""
+        masked one is given. `config`: the DiT's config."""
         raise NotImplementedError
 
     def conditioning(self, tensors: Mapping[str, Any]) -> dict[str, Any]:
@@ -242,6 +251,11 @@ class Family:
         """The DiT's keyword arguments (hidden_states included) for one forward on meta tensors; `latent`: the
         latents' shape [1, C, T, H, W]."""
         raise NotImplementedError
+
+    def plan_dit_forward(self, module: Any, kwargs: dict[str, Any]) -> Any:
+        """One forward of the DiT on the meta tensors `kwargs` (a family whose forward makes data-dependent choices
+        runs its blocks on the shapes those choices give)."""
+        return module(return_dict=False, **kwargs)[0]
 
     # ------------------------------------------------------------------ admin tools
 

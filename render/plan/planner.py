@@ -194,7 +194,7 @@ def plan_render(
     if gguf:
         sizes = _gguf_sizes(variant.dit_file, family, m, dtype, sizes)
     kwargs = family.plan_dit_inputs(config, latent, text_len, dtype)
-    act = _run(lambda: m(return_dict=False, **kwargs)[0], device)
+    act = _run(lambda: family.plan_dit_forward(m, kwargs), device)
     # the loop's own tensors: latents, x0 and the step's result in fp32, the DiT's input and output
     lat = 1
     for d in latent:

@@ -91,7 +91,7 @@ def calibrate(
     conds = []
     for p in prompts:
         tensors, _ = text.encode([p], template, settings.encode)
-        conds.append(engine.family.step_inputs(tensors, None, s, trim=False))
+        conds.append(engine.family.step_inputs(tensors, None, s, False, engine.dit_info().config))
     engine.free("encode")
     dit = engine.transformer(s.placement)
     vae = engine.vae(settings.decode.placement, tiling=settings.decode.tiling)

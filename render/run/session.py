@@ -68,7 +68,7 @@ class Session(Models):
         """Settings for this model: `flags` (or keyword flags) > the model's hyv.json > its family's defaults for
         it > hyv's defaults."""
         defaults = {**self.family.defaults(self.model), **self.model.defaults()}
-        return resolve_settings(flags or Flags(**given), defaults, self.family.profile)
+        return resolve_settings(flags or Flags(**given), defaults, self.family.profile_for(self.model))
 
     def require(self, *stages: str) -> None:
         """Check once that the model has every component these stages need (configs only, no weights)."""

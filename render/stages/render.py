@@ -225,9 +225,9 @@ def _render_one(ctx: RenderContext, p: _Planned, resume: bool, meter: StageMeter
         progress.warn(f"{job.label[:50]!r} (seed {s.seed}): continuing from the checkpoint at step {start}")
     cond = read_artifact(job.embeddings, "embeddings").tensors
     uncond = None
-    if job.neg_embeddings and s.negative_prompt:
+    if job.neg_embeddings is not None and s.negative_prompt is not None:
         uncond = read_artifact(job.neg_embeddings, "embeddings").tensors
-    inputs = ctx.family.step_inputs(cond, uncond, s, trim=s.attention != "masked")
+    inputs = ctx.family.step_inputs(cond, uncond, s, s.attention != "masked", info.config)
     if latents is None:
         noise_dtype = dit.module.dtype if ctx.family.noise_in_dit_dtype else torch.float32
         latents = initial_noise(info.latent_shape(s), s.seed, dit.device, noise_dtype)  # [1, C, T, H, W]

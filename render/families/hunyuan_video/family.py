@@ -162,7 +162,12 @@ class HunyuanVideo(Family):
         }
 
     def step_inputs(
-        self, cond: Mapping[str, Any], uncond: Mapping[str, Any] | None, s: RenderSettings, trim: bool
+        self,
+        cond: Mapping[str, Any],
+        uncond: Mapping[str, Any] | None,
+        s: RenderSettings,
+        trim: bool,
+        config: Mapping[str, Any],
     ) -> StepInputs:
         from render.sampling.attention import trim_padding
 

@@ -82,3 +82,59 @@ def test_hv1_embeddings_on_a_hv15_model_are_one_line(hv15: Path, tiny_model: Pat
     assert emb.exit_code == 0, emb.output
     r = cli("render", emb.stdout.strip(), "--model", hv15, *SIZE, "--workdir", tmp_path)
     assert r.exit_code == 2 and "not embeddings of a HunyuanVideo-1.5 model" in r.stderr
+
+
+# ------------------------------------------------------------------------------------------- what v1 has, on 1.5
+
+PROMPTS = [PROMPT, "a red fox runs through snowy woods at dawn"]
+
+
+def test_two_ranks_render_what_one_rank_renders(hv15: Path, tmp_path: Path, cli: Cli) -> None:
+    """Context parallel (Ulysses over 2 gloo ranks) with 1.5's plan: its blocks, both text streams and the
+    refiner's tokens split; CFG from the guider (two forwards a step); within 1e-5 of one process."""
+    from tests.test_scaling import _torchrun, assert_same_artifacts
+
+    args = ["run", *PROMPTS, "--model", hv15, *SIZE, "--json", "--workdir"]
+    one = cli(*args, tmp_path / "one")
+    assert one.exit_code == 0, one.output
+    two = _torchrun(2, *args, tmp_path / "two", "--parallel", "ulysses:2")
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert json.loads(two.stdout)["made"] == 2
+    assert_same_artifacts(tmp_path / "one", tmp_path / "two", atol=1e-5)
+
+
+def test_two_worker_processes_render_what_one_process_renders(hv15: Path, tmp_path: Path, cli: Cli) -> None:
+    from render.scale.workers import cpu_threads
+    from tests.test_scaling import assert_same_artifacts, threads
+
+    args = ["run", *PROMPTS, "--model", hv15, *SIZE, "--device", "cpu", "--json", "--workdir"]
+    two = cli(*args, tmp_path / "two", "--gpus", "2")
+    with threads(cpu_threads(2)):
+        one = cli(*args, tmp_path / "one")
+    assert one.exit_code == two.exit_code == 0, two.output
+    assert json.loads(two.stdout)["made"] == 2
+    assert_same_artifacts(tmp_path / "one", tmp_path / "two")
+
+
+def test_step_caches_act_on_its_blocks(hv15: Path, tmp_path: Path, cli: Cli) -> None:
+    """fbcache, teacache and taylorseer hook 1.5's blocks (diffusers registers only v1's: hyv registers 1.5's) and
+    skip work (other latents than uncached, a different render key); pab and fastercache are refused."""
+    steps = ["--steps", "8"]
+    plain = load_file(_run(cli, hv15, tmp_path / "plain", *steps)["latents"])["latents"]
+    for cache in ("fbcache:0.3", "teacache:0.3", "taylorseer:2"):
+        out = _run(cli, hv15, tmp_path / cache.replace(":", "_"), *steps, "--cache", cache)
+        cached = load_file(out["latents"])["latents"]
+        assert cached.shape == plain.shape and not torch.equal(cached, plain), cache
+        assert json.loads(Path(out["manifest"]).read_text())["render"]["sampling"]["cache"] == cache
+    r = cli("run", PROMPT, "--model", hv15, *SIZE, "--cache", "pab", "--workdir", tmp_path / "pab")
+    assert r.exit_code == 2 and "not available for HunyuanVideo-1.5" in r.stderr
+
+
+def test_stop_at_then_resume_equals_an_uninterrupted_render(hv15: Path, tmp_path: Path, cli: Cli) -> None:
+    full = _run(cli, hv15, tmp_path / "full")
+    stopped = cli("run", PROMPT, "--model", hv15, *SIZE, "--workdir", tmp_path / "w", "--stop-at", "2", "--json")
+    assert stopped.exit_code == 0, stopped.output
+    assert json.loads(stopped.stdout)["videos"][0]["status"] == "stopped"
+    resumed = _run(cli, hv15, tmp_path / "w", "--resume")
+    a, b = load_file(full["latents"])["latents"], load_file(resumed["latents"])["latents"]
+    assert torch.equal(a, b)

@@ -108,6 +108,7 @@ class Family:
     original_marker: str = ""  # what identifies its original layout in a folder (for messages)
     module_map: ModuleMap | None = None  # its original DiT's module names (LoRAs, fp8 maps), if it has any
     noise_in_dit_dtype: bool = False  # the initial noise is drawn in the DiT's dtype (else float32)
+    cache_kinds: tuple[str, ...] | None = None  # the step caches that work on its DiT (None: every kind)
 
     # ------------------------------------------------------------------ model folders
 

@@ -84,7 +84,8 @@ def calibrate(
 ) -> Calibration:
     from render.stages.decode import decode_frames
 
-    grid = grid or GRID
+    kinds = engine.family.cache_kinds
+    grid = {k: v for k, v in (grid or GRID).items() if kinds is None or k in kinds}
     s = settings.render
     text = engine.encode_stage()
     template = text.template(s.frames)

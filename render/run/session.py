@@ -195,7 +195,9 @@ class Session(Models):
         """A render's settings with its cache threshold and attention kernel resolved (render.stages.speed)."""
         from render.stages.speed import concrete
 
-        return concrete(s, self.calibration(), engine_cache=self.cache is not None, parallel=self.parallel is not None)
+        return concrete(
+            s, self.calibration(), self.family, engine_cache=self.cache is not None, parallel=self.parallel is not None
+        )
 
 
 def _describe(config: Any) -> dict[str, Any]:

@@ -28,7 +28,7 @@ class DiTState:
 
 
 def concrete(
-    s: RenderSettings, calibration: Mapping[str, Any], *, engine_cache: bool, parallel: bool
+    s: RenderSettings, calibration: Mapping[str, Any], family: Family, *, engine_cache: bool, parallel: bool
 ) -> RenderSettings:
     """`s` with its cache threshold filled in (given, calibrated for its quality, or the default) and its
     attention resolved to the kernel that will run, so that the render key names what is computed.
@@ -36,6 +36,12 @@ def concrete(
     from render.sampling.attention import resolve
 
     spec = CacheSpec.parse(s.cache)
+    kinds = family.cache_kinds
+    if kinds is not None and spec.kind not in kinds:
+        raise SettingsError(
+            f"--cache {spec.kind} is not available for {family.name} (diffusers' hook does not fit its DiT); "
+            f"use one of {', '.join(kinds)}"
+        )
     if spec.kind != "none" and (engine_cache or parallel):
         why = "a cache given to Engine(cache=)" if engine_cache else "--parallel (ranks would skip apart)"
         raise SettingsError(f"--cache {s.cache} does not go with {why}")

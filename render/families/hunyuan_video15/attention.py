@@ -90,3 +90,24 @@ def register_cache_blocks() -> None:
             model_class=HunyuanVideo15TransformerBlock,
             metadata=TransformerBlockMetadata(return_hidden_states_index=0, return_encoder_hidden_states_index=1),
         )
+
+
+def cp_plan() -> dict[str, Any]:
+    """The context-parallel plan of HunyuanVideo15Transformer3DModel (render.sampling.parallel): the RoPE of the
+    video tokens and the video tokens split on the token dim; the text (and image) tokens split at the input of the
+    first block, after the forward has refined and ordered them (the refiner runs whole on every rank: its pooled
+    mean needs every text token; it is 2 layers over ~100 tokens); the output gathered at `proj_out`."""
+    from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
+
+    def out(dim: int, ndim: int) -> Any:  # split a module's output
+        return ContextParallelInput(split_dim=dim, expected_dims=ndim, split_output=True)
+
+    return {
+        "rope": {0: out(0, 2), 1: out(0, 2)},  # cos, sin [N_v, D_head]
+        "x_embedder": {0: out(1, 3)},  # video tokens [B, N_v, C]
+        "transformer_blocks.0": {
+            "encoder_hidden_states": ContextParallelInput(split_dim=1, expected_dims=3),  # [B, L, C]
+            "attention_mask": ContextParallelInput(split_dim=1, expected_dims=2),  # [B, L]
+        },
+        "proj_out": ContextParallelOutput(gather_dim=1, expected_dims=3),  # [B, N_v, p*p*C_out]
+    }

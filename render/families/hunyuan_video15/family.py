@@ -55,6 +55,9 @@ class HunyuanVideo15(Family):
     )
     embedded_guidance = False
     noise_in_dit_dtype = True  # diffusers: randn_tensor(dtype=transformer.dtype)
+    # FasterCache and PAB expect CFG batched in one forward, and PAB shares its state between hyv's cond and uncond
+    # forwards (whose text lengths differ once the padding is dropped): refused with a one-line error.
+    cache_kinds = ("none", "fbcache", "teacache", "magcache", "taylorseer")
     profile = Profile(
         "HunyuanVideo-1.5",
         sizes=buckets.presets(),
@@ -183,6 +186,9 @@ class HunyuanVideo15(Family):
 
     def register_cache_blocks(self) -> None:
         attention.register_cache_blocks()
+
+    def cp_plan(self) -> dict[str, Any]:
+        return attention.cp_plan()
 
     # ------------------------------------------------------------------ the VAE
 

@@ -138,3 +138,70 @@ def test_stop_at_then_resume_equals_an_uninterrupted_render(hv15: Path, tmp_path
     resumed = _run(cli, hv15, tmp_path / "w", "--resume")
     a, b = load_file(full["latents"])["latents"], load_file(resumed["latents"])["latents"]
     assert torch.equal(a, b)
+
+
+# ------------------------------------------------------------------------------------------- Tencent's layout
+
+
+def test_original_layout_loads_in_place_and_converts_to_the_same_model(hv15: Path, tmp_path: Path, cli: Cli) -> None:
+    """Tencent's layout (DiT and VAE under its names and configs, Qwen2.5-VL whole, byt5-small + Glyph-SDXL-v2) runs
+    in place to the same latents as the diffusers layout, bit for bit; `hyv models convert` writes a diffusers folder
+    that diffusers loads and that renders the same; a missing Glyph checkpoint is named by `hyv models check`."""
+    from diffusers import DiffusionPipeline
+
+    from tests.hv15_original import write as write_original
+
+    ckpts = write_original(hv15, tmp_path / "ckpts")
+    check = cli("models", "check", ckpts, "--json")
+    assert check.exit_code == 0, check.output
+    assert json.loads(check.stdout)["layout"] == "original"
+    want = load_file(_run(cli, hv15, tmp_path / "d", "--cfg-scale", "6")["latents"])["latents"]
+    got = load_file(_run(cli, ckpts, tmp_path / "o")["latents"])["latents"]  # 480p_t2v: CFG 6 by Tencent's table
+    assert torch.equal(got, want)
+    conv = cli("models", "convert", ckpts, tmp_path / "converted")
+    assert conv.exit_code == 0, conv.output
+    pipe = DiffusionPipeline.from_pretrained(str(tmp_path / "converted"))
+    assert type(pipe).__name__ == "HunyuanVideo15Pipeline" and pipe.guider.guidance_scale == 6.0
+    again = load_file(_run(cli, tmp_path / "converted", tmp_path / "c")["latents"])["latents"]
+    assert torch.equal(again, want)
+    (ckpts / "text_encoder" / "Glyph-SDXL-v2" / "checkpoints" / "byt5_model.pt").unlink()
+    bad = cli("models", "check", ckpts)
+    assert bad.exit_code == 2 and "checkpoints/byt5_model.pt" in bad.stdout + bad.stderr
+
+
+@pytest.mark.skipif("HYV_HV15_CONVERTER" not in __import__("os").environ, reason="set HYV_HV15_CONVERTER")
+def test_conversion_equals_diffusers_converter(tmp_path: Path) -> None:
+    """hyv's key mapping against diffusers' own scripts/convert_hunyuan_video1_5_to_diffusers.py (not shipped with the
+    package: HYV_HV15_CONVERTER names a local copy), on tiny random weights at the depths it hard-codes (54 blocks,
+    2 refiner blocks)."""
+    import importlib.util
+    import os
+
+    from diffusers import AutoencoderKLHunyuanVideo15, HunyuanVideo15Transformer3DModel
+
+    from render.families.hunyuan_video15.original import convert_dit, convert_vae
+    from tests.hv15_original import dit_to_original, vae_to_original
+
+    spec = importlib.util.spec_from_file_location("conv", os.environ["HYV_HV15_CONVERTER"])
+    assert spec is not None and spec.loader is not None
+    conv = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conv)
+    torch.manual_seed(0)
+    for meanflow in (False, True):
+        dit = HunyuanVideo15Transformer3DModel(
+            in_channels=9, out_channels=4, num_attention_heads=2, attention_head_dim=8, num_layers=54,
+            num_refiner_layers=2, text_embed_dim=16, text_embed_2_dim=1472, image_embed_dim=12, rope_axes_dim=(2, 2, 4),
+            use_meanflow=meanflow,
+        )  # fmt: skip
+        original = dit_to_original(dit.state_dict())
+        ours = convert_dit(original, 16, "test")
+        theirs = conv.convert_hyvideo15_transformer_to_diffusers(dict(original), config=dit.config)
+        assert sorted(ours) == sorted(theirs) and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    vae = AutoencoderKLHunyuanVideo15(latent_channels=4, block_out_channels=(8, 16, 16), layers_per_block=1,
+                                      spatial_compression_ratio=4, temporal_compression_ratio=2)  # fmt: skip
+    original = vae_to_original(vae.state_dict())
+    theirs = conv.convert_hunyuan_video_15_vae_checkpoint_to_diffusers(
+        dict(original), block_out_channels=[8, 16, 16], layers_per_block=1
+    )
+    ours = convert_vae(original)
+    assert sorted(ours) == sorted(theirs) and all(torch.equal(ours[k], theirs[k]) for k in ours)

@@ -25,8 +25,9 @@ class LanguageModel:
     """Where a family's text encoder sits in a vision-language checkpoint."""
 
     what: str  # the checkpoint's kind, for messages ("a LLaVA checkpoint folder")
-    prefixes: tuple[str, ...]  # source tensor-name prefixes of the language model (stripped)
+    prefixes: tuple[str, ...]  # source tensor-name prefixes of the language model (stripped; the first that fits)
     config: Callable[[dict[str, Any], int, str], dict[str, Any]]  # (source config.json, vocab, dtype) -> config
+    exclude: tuple[str, ...] = ()  # prefixes that are not the language model although a prefix above fits
 
 
 def _tensors(src: Path, lm: LanguageModel, dtype: Any) -> Iterator[tuple[str, Any]]:
@@ -42,7 +43,8 @@ def _tensors(src: Path, lm: LanguageModel, dtype: Any) -> Iterator[tuple[str, An
         safetensors_header(shard)  # truncated downloads fail with one line naming the shard
         with safe_open(str(shard), framework="pt") as f:
             for key in f.keys():  # noqa: SIM118 - safe_open has no __iter__
-                name = next((key.removeprefix(p) for p in lm.prefixes if key.startswith(p)), None)
+                fits = not key.startswith(lm.exclude) if lm.exclude else True
+                name = next((key.removeprefix(p) for p in lm.prefixes if key.startswith(p)), None) if fits else None
                 if name is not None:  # not the vision tower, projector or lm_head
                     t = f.get_tensor(key)
                     yield name, t.to(dtype) if dtype is not None else t

@@ -14,9 +14,10 @@ from typing import Any
 
 from render.core.errors import ModelNotFoundError
 from render.core.settings import EncodeSettings, Profile, RenderSettings
-from render.families.hunyuan_video15 import attention, buckets
+from render.families.hunyuan_video15 import attention, buckets, encoders, layout, original
 from render.model.family import Family, StepInputs, TextEncoders, TextEncoding
-from render.model.ref import ModelRef
+from render.model.mapping import ModuleMap
+from render.model.ref import DIFFUSERS, ModelRef
 from render.model.variant import DiTVariant
 
 T2V, I2V = "HunyuanVideo15Pipeline", "HunyuanVideo15ImageToVideoPipeline"
@@ -65,9 +66,53 @@ class HunyuanVideo15(Family):
             {"guidance": "it has no embedded guidance; its guidance is real CFG: use --cfg-scale (1 turns it off)"}
         ),
     )
-    original_marker = "transformer/480p_t2v/ (or another variant)"
+    original_marker = "transformer/<variant>/ and vae/ of HunyuanVideo 1.5"
+    module_map = ModuleMap(original.map_module, original.linear_modules)
 
     # ------------------------------------------------------------------ model folders
+
+    def find_original(self, path: Path, source: str) -> ModelRef | None:
+        return layout.find_original(path, source)
+
+    def config(self, model: ModelRef, name: str) -> dict[str, Any]:
+        """A component's config in diffusers' terms (Tencent's translated; its scheduler is its variant's)."""
+        if model.layout == DIFFUSERS:
+            return model.config(name)
+        if name == "scheduler":
+            _, shift, _ = layout.VARIANTS.get(layout.variant_of(model), (6.0, 5.0, 50))
+            return {"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": shift}
+        if name == "transformer":
+            return original.dit_config(model.config(name), layout.variant_of(model), _dit_shapes(model))
+        if name == "vae":
+            return original.vae_config(model.config(name))
+        return model.config(name)
+
+    def built_in(self, model: ModelRef, name: str) -> str | None:
+        if model.layout != DIFFUSERS and name == "scheduler":
+            shift = self.config(model, "scheduler")["shift"]
+            return f"flow matching, shift {shift:g} (Tencent's table for {layout.variant_of(model)})"
+        return None
+
+    def component_weights(
+        self, model: ModelRef, name: str, variant: DiTVariant
+    ) -> tuple[dict[str, tuple[int, ...]], list[Path], dict[str, Any]] | None:
+        from render.model.weightfiles import weight_files
+
+        if model.layout == DIFFUSERS or name not in ("transformer", "vae", "text_encoder_2"):
+            return None
+        d = model.component(name)
+        files = weight_files(d)
+        if name == "text_encoder_2":
+            problem = encoders.glyph_problem(model.component("glyph"))
+            if problem is not None:
+                raise ModelNotFoundError(problem)
+            return None  # byt5-small itself: checked as a folder
+        if not files:
+            raise ModelNotFoundError(f"{d} holds no weight files")
+        config = self.config(model, name)
+        if name == "vae":
+            return original.convert_vae(_shapes(files)), files, config
+        return _converted_dit_shapes(_shapes(files), config, str(d)), files, config
 
     def defaults(self, model: ModelRef) -> dict[str, Any]:
         """121 frames at 24 fps, the 16:9 bucket of the model's target size, the CFG scale of its guider (6, or 1
@@ -77,9 +122,12 @@ class HunyuanVideo15(Family):
         _, _, s = self.vae_factors(model)
         height, width = buckets.bucket(9, 16, int(dit.get("target_size", 640)), patch=s)
         out: dict[str, Any] = {**DEFAULTS, "height": height, "width": width}
+        out["shift"] = float(self.config(model, "scheduler").get("shift", 5.0))
+        if model.layout != DIFFUSERS:
+            cfg, _, steps = layout.VARIANTS.get(layout.variant_of(model), (6.0, 5.0, 50))
+            return {**out, "cfg_scale": cfg, "steps": steps}
         guider = _guider(model)
         out["cfg_scale"] = float(guider.get("guidance_scale", 6.0)) if guider.get("enabled", True) else 1.0
-        out["shift"] = float(self.config(model, "scheduler").get("shift", 5.0))
         if dit.get("use_meanflow"):
             out["steps"] = STEP_DISTILLED_STEPS
         return out
@@ -95,15 +143,10 @@ class HunyuanVideo15(Family):
     # ------------------------------------------------------------------ loading
 
     def load_text_encoders(self, model: ModelRef, device: Any, dtype: Any, offload: str) -> TextEncoders:
-        from transformers import AutoTokenizer, Qwen2_5_VLTextModel, T5EncoderModel
-
         from render.model.loading import text_encoders_placed
 
-        tok = AutoTokenizer.from_pretrained(model.component("tokenizer"))
-        tok.padding_side = "right"
-        tok2 = AutoTokenizer.from_pretrained(model.component("tokenizer_2"))
-        te = Qwen2_5_VLTextModel.from_pretrained(model.component("text_encoder"), dtype=dtype).eval()
-        te2 = T5EncoderModel.from_pretrained(model.component("text_encoder_2"), dtype=dtype).eval()
+        tok, te = encoders.load_qwen(model, dtype)
+        tok2, te2 = encoders.load_byt5(model, dtype)
         modules = {"tokenizer": tok, "text_encoder": te, "tokenizer_2": tok2, "text_encoder_2": te2}
         hooks = text_encoders_placed(modules, ["text_encoder", "text_encoder_2"], device, offload)
         return TextEncoders(modules, device, dtype, hooks)
@@ -113,15 +156,26 @@ class HunyuanVideo15(Family):
 
         self.check_variant(variant)
         if variant.dit_file is not None:
-            from render.families.hunyuan_video15.original import load_dit_file
+            return original.load_dit_file(variant.dit_file, self.dit_config(model, variant), dtype)
+        if model.layout == DIFFUSERS:
+            return HunyuanVideo15Transformer3DModel.from_pretrained(model.component("transformer"), dtype=dtype)
+        from render.model.weightfiles import weight_files
 
-            return load_dit_file(variant.dit_file, self.dit_config(model, variant), dtype)
-        return HunyuanVideo15Transformer3DModel.from_pretrained(model.component("transformer"), dtype=dtype)
+        config = self.config(model, "transformer")
+        hidden = int(config["num_attention_heads"]) * int(config["attention_head_dim"])
+        d = model.component("transformer")
+        sd = original.convert_dit(original.read_safetensors(weight_files(d)), hidden, str(d))
+        return original.assemble(HunyuanVideo15Transformer3DModel, config, sd, dtype)
 
     def load_vae(self, model: ModelRef, dtype: Any) -> Any:
         from diffusers import AutoencoderKLHunyuanVideo15
 
-        return AutoencoderKLHunyuanVideo15.from_pretrained(model.component("vae"), dtype=dtype)
+        if model.layout == DIFFUSERS:
+            return AutoencoderKLHunyuanVideo15.from_pretrained(model.component("vae"), dtype=dtype)
+        from render.model.weightfiles import weight_files
+
+        sd = original.convert_vae(original.read_safetensors(weight_files(model.component("vae"))))
+        return original.assemble(AutoencoderKLHunyuanVideo15, self.config(model, "vae"), sd, dtype)
 
     def preload(self, stage: str) -> None:
         if stage == "encode":
@@ -244,6 +298,52 @@ class HunyuanVideo15(Family):
         from render.families.hunyuan_video15.tiny import write_tiny
 
         write_tiny(directory, preset, seed)
+
+    def convert_original(self, src: ModelRef, out: Path, max_shard_size: str) -> None:
+        from render.families.hunyuan_video15.admin import convert_original
+
+        convert_original(src, out, max_shard_size, self)
+
+    def fetch_list(self, layout_name: str, fp8: bool) -> list[Any]:
+        from render.families.hunyuan_video15.admin import fetch_list
+
+        return fetch_list(layout_name, fp8)
+
+    def after_download(self, directory: Path, say: Any) -> None:
+        from render.families.hunyuan_video15.admin import after_download
+
+        after_download(directory, say)
+
+    def prepare_text_encoder(self, src: Path, dst: Path, *, dtype_name: str, force: bool) -> Path:
+        from render.families.hunyuan_video15.admin import prepare_text_encoder
+
+        return prepare_text_encoder(src, dst, dtype_name=dtype_name, force=force)
+
+
+def _shapes(files: list[Path]) -> dict[str, tuple[int, ...]]:
+    from render.model.weightfiles import file_shapes
+
+    out: dict[str, tuple[int, ...]] = {}
+    for f in files:
+        out.update(file_shapes(f))
+    return out
+
+
+def _dit_shapes(model: ModelRef) -> dict[str, tuple[int, ...]] | None:
+    from render.model.weightfiles import weight_files
+
+    d = model.component("transformer")
+    files = weight_files(d) if d.is_dir() else []
+    return _shapes(files) if files else None
+
+
+def _converted_dit_shapes(shapes: dict[str, tuple[int, ...]], config: dict[str, Any], source: str) -> dict:
+    """The original DiT's tensor shapes under diffusers' names (converted on the meta device: no data read)."""
+    import torch
+
+    hidden = int(config["num_attention_heads"]) * int(config["attention_head_dim"])
+    meta = {k: torch.empty(s, device="meta") for k, s in shapes.items()}
+    return {k: tuple(v.shape) for k, v in original.convert_dit(meta, hidden, source).items()}
 
 
 def _guider(model: ModelRef) -> dict[str, Any]:

@@ -34,13 +34,16 @@ class Preset:
     temporal: int
     target_size: int
     kind: str = "t2v"  # t2v | i2v | i2v_step_distilled
+    qwen_heads: int = 2
+    mrope: tuple[int, int, int] = (1, 1, 2)  # sums to the Qwen head size / 2
 
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(4, 2, 8, 2, (2, 2, 4), 16, 4, 32, 12, (16, 16), 4, 2, 32),
     "tiny-i2v": Preset(4, 2, 8, 2, (2, 2, 4), 16, 4, 32, 12, (16, 16), 4, 2, 32, "i2v"),
     "tiny-i2v-step-distilled": Preset(4, 2, 8, 2, (2, 2, 4), 16, 4, 32, 12, (16, 16), 4, 2, 32, "i2v_step_distilled"),
-    "medium": Preset(32, 8, 64, 12, (16, 24, 24), 1024, 6, 256, 64, (16, 32, 64, 64, 64), 16, 4, 256),
+    "medium": Preset(32, 8, 64, 12, (16, 24, 24), 1024, 6, 256, 64, (16, 32, 64, 64, 64), 16, 4, 256, "t2v", 16,
+                     (8, 12, 12)),
 }
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -118,9 +121,9 @@ def build_components(preset: str, seed: int) -> dict[str, Any]:
     text_encoder = Qwen2_5_VLTextModel(
         Qwen2_5_VLTextConfig(
             vocab_size=max(512, len(tokenizer)), hidden_size=p.qwen_hidden, intermediate_size=2 * p.qwen_hidden,
-            num_hidden_layers=p.qwen_layers, num_attention_heads=2, num_key_value_heads=2,
+            num_hidden_layers=p.qwen_layers, num_attention_heads=p.qwen_heads, num_key_value_heads=2,
             max_position_embeddings=2048,
-            rope_parameters={"mrope_section": [1, 1, 2], "rope_type": "default", "rope_theta": 1000000.0},
+            rope_parameters={"mrope_section": list(p.mrope), "rope_type": "default", "rope_theta": 1000000.0},
             bos_token_id=0, eos_token_id=2, pad_token_id=0,
         )
     )  # fmt: skip

@@ -46,7 +46,7 @@ _PANELS = {
 }
 _PANELS |= {"decode": "Output", "placement": "Placement"}
 _PANELS |= {"weights": "Weights", "dryrun": "Options", "plan": "Options"}
-_PANELS |= {"parallel": "Scaling", "scale": "Scaling", "speed": "Speed"}
+_PANELS |= {"parallel": "Scaling", "scale": "Scaling", "speed": "Speed", "image": "Options"}
 
 
 def optional(typ: Any, *names: str, help: str, **kw: Any) -> Any:
@@ -111,6 +111,8 @@ OPTIONS: dict[str, tuple[str, Any]] = {
     "quiet": _opt("target", bool, "--quiet", "-q", help="Print only the paths made, one a line (for scripts)."),
     "output": _opt("output", Path, "--output", "-o", help="Where the one video goes [default: WORKDIR/videos/]."),
     "no_cache": _opt("cache", bool, "--no-cache", help="Neither read nor write the embedding cache."),
+    "image": _opt("image", Path, "--image", help="The first frame (image-to-video models): an image file; every prompt "
+                  "given as an argument, and every batch item without an `image`, starts from it.", metavar="FILE"),
     "resume": _opt("resume", bool, "--resume", help="Continue renders stopped at --stop-at past that step."),
     # prompt rewriting before encoding (run)
     "rewrite": _opt("rewrite", str, "--rewrite", help="Rewrite the prompts first: normal or director."),
@@ -143,7 +145,7 @@ OPTIONS: dict[str, tuple[str, Any]] = {
 }
 # fmt: on
 GROUPS = {
-    "encode": ("target", "cache", "frames", "encode", "placement"),
+    "encode": ("target", "cache", "image", "frames", "encode", "placement"),
     "render": ("target", "cache", "resume", "frames", "render", "speed", "encode", "placement", "parallel"),
     "decode": ("target", "output", "decode", "placement"),
     "run": ("target", "output", "cache", "resume", "rewrite", "frames", "render", "speed", "encode", "decode",
@@ -152,7 +154,7 @@ GROUPS = {
     "calibrate": ("target", "frames", "render", "encode", "decode", "placement"),
 }
 GROUPS["render"] += ("weights",)
-GROUPS["run"] += ("weights", "dryrun")
+GROUPS["run"] += ("weights", "dryrun", "image")
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,7 @@ class StageOptions:
     json_out: bool = False
     quiet: bool = False
     output: Path | None = None
+    image: Path | None = None  # --image: the first frame of every item that has none
     use_cache: bool = True
     resume: bool = False
     rewrite: Rewrite | None = None
@@ -200,6 +203,7 @@ def _build(**given: Any) -> StageOptions:
         json_out=bool(given.get("json_out")),
         quiet=bool(given.get("quiet")),
         output=given.get("output"),
+        image=given.get("image"),
         use_cache=not given.get("no_cache"),
         resume=bool(given.get("resume")),
         rewrite=Rewrite(mode, rw["endpoint"], rw["api_model"], rw["model"]) if mode is not None else None,
@@ -214,7 +218,8 @@ def _build(**given: Any) -> StageOptions:
     )
 
 
-_OWN_GROUPS = ("target", "cache", "resume", "rewrite", "output", "weights", "dryrun", "plan", "parallel", "scale")
+_OWN_GROUPS = ("target", "cache", "resume", "rewrite", "output", "weights", "dryrun", "plan", "parallel", "scale",
+               "image")  # fmt: skip
 
 
 def stage_options(command: str) -> Callable[[F], F]:

@@ -47,6 +47,8 @@ def _execute(command: str, opts: StageOptions, inputs: Callable[[], _Inputs], **
         if isinstance(opts.flags.seed, str) and opts.flags.seed.strip().lower() == "random":
             err_console.print(f"seed: {settings.render.seed} (drawn at random; recorded in every manifest)")
         got = inputs()
+        if opts.image is not None:  # the first frame of every item that has none of its own
+            got.items = [it if it.image is not None else replace(it, image=opts.image) for it in got.items]
         if opts.output is not None:
             if len(got.items) != 1:
                 raise UsageError(f"-o names one video, but {len(got.items)} items were given; use --workdir")

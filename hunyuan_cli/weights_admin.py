@@ -34,7 +34,7 @@ def check(
         quiet_libraries()
         ref = resolve_model(directory or model)
         family = family_of(ref)
-        names = [n for stage in family.stage_components.values() for n in stage]
+        names = [n for stage in family.components_for(ref).values() for n in stage]
         statuses = [check_component(ref, family, n, DiTVariant()) for n in dict.fromkeys(names)]
         ok = all(s.state == "ok" for s in statuses)
         info: dict[str, Any] = {

@@ -43,7 +43,7 @@ class App:
         self.log = log
         self.store = JobStore(workdir)
         self.worker = Worker(engine, self.store, workdir, placement, log)
-        components = [c for stage in engine.family.stage_components.values() for c in stage]
+        components = engine.components()
         self.identity = engine.identity(*components)  # part of every job's content key
         self._submit_lock = threading.Lock()
 

@@ -20,6 +20,7 @@ class Item:
     overrides: Mapping[str, Any] = field(default_factory=dict)  # per-item settings (settings.ITEM_OVERRIDES)
     name: str | None = None  # file-name label instead of the prompt
     original_prompt: str | None = None  # the user's text when `prompt` is a rewrite of it
+    image: Path | None = None  # image-to-video: the first frame
     embeddings: Path | None = None  # render: embeddings made before (else found by the prompt's content key)
     latents: Path | None = None  # decode: the latents to decode
     output: Path | None = None  # where its one video goes (default: the workdir's videos/, named by content)

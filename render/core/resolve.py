@@ -52,7 +52,7 @@ class Flags:
 
 
 def _fields(cls: type) -> dict[str, Any]:
-    return {f.name: f.type for f in fields(cls) if f.name not in ("placement", "size_multiple")}
+    return {f.name: f.type for f in fields(cls) if f.name not in ("placement", "size_multiple", "fit_image")}
 
 
 # Which settings object each default of a model's hyv.json belongs to.
@@ -143,7 +143,8 @@ def resolve_settings(
         own = stage_device.get(cls)
         return replace(cls(placement=replace(placement, device=own) if own else placement), **values)
 
-    render = replace(build(RenderSettings), size_multiple=profile.size_multiple)
+    asked_size = any(k in given for k in ("height", "width", "size"))
+    render = replace(build(RenderSettings), size_multiple=profile.size_multiple, fit_image=not asked_size)
     s = Settings(encode=build(EncodeSettings), render=render, decode=build(DecodeSettings))
     s.check()
     return s

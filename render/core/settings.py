@@ -108,6 +108,7 @@ class RenderSettings:
     compile: bool = False  # torch.compile the DiT's repeated blocks (regional compilation)
     placement: Placement = field(default_factory=Placement)
     size_multiple: int = 16  # the model's: heights and widths are multiples of it (its Profile; not a flag)
+    fit_image: bool = True  # image-to-video: the size follows the first frame's (its bucket) unless one was asked for
 
     def check(self) -> None:
         from render.core.cachespec import CacheSpec
@@ -162,6 +163,8 @@ class RenderSettings:
     def with_overrides(self, overrides: Mapping[str, Any]) -> RenderSettings:
         """This item's settings: a .jsonl record's overrides (ITEM_OVERRIDES) on top of these; checked."""
         s = replace(self, **{k: v for k, v in overrides.items() if k in ITEM_OVERRIDES})
+        if "height" in overrides or "width" in overrides:
+            s = replace(s, fit_image=False)
         if s != self:
             s.check()
         return s
@@ -174,7 +177,7 @@ class RenderSettings:
         """Every setting that changes the latents (the seed is recorded per video)."""
         d = asdict(self)
         for k in ("placement", "save_every", "seed", "num_videos", "stop_at", "cache_quality", "compile",
-                  "size_multiple"):  # fmt: skip
+                  "size_multiple", "fit_image"):  # fmt: skip
             d.pop(k)
         d["neg_prompt"] = self.negative_prompt
         # Left out when they change only the float rounding (records stay those of earlier renders); a step

@@ -3,6 +3,8 @@
 Kinds and tensors:
 - "embeddings": the model family's tensors (`Family.embedding_tensors`, named as its diffusers pipeline takes them;
   HunyuanVideo: prompt_embeds [1, L, D], prompt_attention_mask [1, L] (int64), pooled_prompt_embeds [1, P])
+- "image":      a first frame's conditions for image-to-video (the family's: HunyuanVideo 1.5: image_embeds
+  [1, 729, 1152] from SigLIP, image_latents [1, C, 1, H/s, W/s] from the VAE)
 - "latents":    latents [1, C, T_lat, H/s, W/s], as the DiT leaves them (not divided by the VAE scaling factor)
 - "checkpoint": latents [1, C, T_lat, H/s, W/s] part-way through a schedule, and its step index in the manifest
 """
@@ -21,6 +23,7 @@ from render.core.hashing import file_sha256
 FORMAT = "1"
 KINDS: dict[str, tuple[str, ...]] = {
     "embeddings": (),  # the family's (checked where the family is known: render.stages)
+    "image": (),  # a first frame's conditions: the family's (e.g. image_embeds, image_latents)
     "latents": ("latents",),
     "checkpoint": ("latents",),
 }

@@ -4,7 +4,8 @@
 - .jsonl: one object a line with `prompt`, an optional `name` (the file-name label) and optional per-item
   settings (`render.core.settings.ITEM_OVERRIDES`). A record written by `hyv rewrite` carries the rewritten text in
   `prompt` and the user's text in `original_prompt`.
-- .csv: a `prompt` column (other columns are ignored), quoted per RFC 4180.
+- .csv: a `prompt` column and an optional `image` column (other columns are ignored), quoted per RFC 4180.
+An `image` (a first frame, image-to-video) is a path, relative to the batch file's folder unless absolute.
 
 A bad line never stops the batch: it becomes a `LineError` (file and line number), and the rest is read.
 """
@@ -110,7 +111,7 @@ def _read_jsonl(path: Path, text: str) -> tuple[list[Item], list[LineError]]:
         except json.JSONDecodeError as exc:
             errors.append(LineError(src, f"not valid JSON ({exc.msg} at column {exc.colno})"))
             continue
-        got = parse_record(rec, src)
+        got = parse_record(rec, src, path.parent)
         if isinstance(got, LineError):
             errors.append(got)
         else:
@@ -118,9 +119,10 @@ def _read_jsonl(path: Path, text: str) -> tuple[list[Item], list[LineError]]:
     return items, errors
 
 
-def parse_record(rec: Any, src: str) -> Item | LineError:
-    """One .jsonl record (a decoded JSON object: `prompt`, optional `name`, `original_prompt` and per-item
-    settings) as an item, or the reason it is not one. The server reads its requests' items with it too."""
+def parse_record(rec: Any, src: str, base: Path | None = None) -> Item | LineError:
+    """One .jsonl record (a decoded JSON object: `prompt`, optional `name`, `original_prompt`, `image` and per-item
+    settings) as an item, or the reason it is not one. `base`: where a relative image path starts (the batch file's
+    folder). The server reads its requests' items with it too."""
     if not isinstance(rec, dict):
         return LineError(src, "expected a JSON object with a `prompt` field")
     if rec.get("ok") is False:
@@ -139,13 +141,30 @@ def parse_record(rec: Any, src: str) -> Item | LineError:
             overrides[key] = val
     original = rec.get("original_prompt")
     name = overrides.pop("name", None)
+    image = rec.get("image")
+    if image is not None and (not isinstance(image, str) or not image.strip()):
+        return LineError(src, f"`image` must be a path to an image file, got {image!r}")
+    found = _image_path(image, base) if image else None
+    if isinstance(found, LineError):
+        return LineError(src, found.message)
     return Item(
         prompt=prompt.strip(),
         source=src,
         overrides=overrides,
         name=name,
         original_prompt=original if isinstance(original, str) else None,
+        image=found,
     )
+
+
+def _image_path(text: str, base: Path | None) -> Path | LineError:
+    """An `image` field as a path (relative ones from the batch file's folder); one pointing nowhere is a bad line."""
+    p = Path(text.strip()).expanduser()
+    if not p.is_absolute() and base is not None:
+        p = base / p
+    if not p.is_file():
+        return LineError("", f"image {p} does not exist")
+    return p
 
 
 def _read_csv(path: Path, text: str) -> tuple[list[Item], list[LineError]]:
@@ -158,6 +177,7 @@ def _read_csv(path: Path, text: str) -> tuple[list[Item], list[LineError]]:
     if "prompt" not in names:
         raise UsageError(f"prompt file {path} has no `prompt` column (columns: {', '.join(header)})")
     col = names.index("prompt")
+    image_col = names.index("image") if "image" in names else None
     items: list[Item] = []
     errors: list[LineError] = []
     for row in reader:
@@ -168,5 +188,10 @@ def _read_csv(path: Path, text: str) -> tuple[list[Item], list[LineError]]:
         if col >= len(row) or not row[col].strip():
             errors.append(LineError(src, "empty `prompt` cell"))
             continue
-        items.append(Item(prompt=row[col].strip(), source=src))
+        image = row[image_col].strip() if image_col is not None and image_col < len(row) else ""
+        found = _image_path(image, path.parent) if image else None
+        if isinstance(found, LineError):
+            errors.append(LineError(src, found.message))
+            continue
+        items.append(Item(prompt=row[col].strip(), source=src, image=found))
     return items, errors

@@ -1,9 +1,10 @@
 """The content-addressed embedding cache.
 
-An entry is an embeddings artifact stored as `<cache>/embeddings/<key>.safetensors`, where the key is a versioned
-hash of everything that changes the embedding (see `render.stages.encode`). Location: HYV_CACHE_DIR, else
-the platform's user cache directory. Entries are written atomically; a hit is checked (read back whole) before
-use, and a corrupt entry is dropped and recomputed.
+An entry is an embeddings artifact (or a first frame's "image" artifact) stored as
+`<cache>/embeddings/<key>.safetensors`, where the key is a versioned hash of everything that changes it (see
+`render.stages.encode` and `render.stages.images`). Location: HYV_CACHE_DIR, else the platform's user cache
+directory. Entries are written atomically; a hit is checked (read back whole) before use, and a corrupt entry is
+dropped and recomputed.
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ def entries() -> list[Entry]:
         if ".partial-" in p.name:
             continue
         try:
-            _, manifest = read_manifest(p, "embeddings")
+            kind, manifest = read_manifest(p)
+            if kind not in ("embeddings", "image"):
+                raise ArtifactError(f"{p} holds {kind}")
         except ArtifactError:
             manifest = {"invalid": True}
         st = p.stat()

@@ -1,6 +1,7 @@
 """The work directory: every path hyv writes under it is named here, and nowhere else.
 
     embeddings/<stem>.safetensors            text embeddings of a prompt (a copy of the cache entry)
+    images/<stem>.safetensors                a first frame's conditions (image-to-video; a copy of the cache entry)
     negative-embeddings/<stem>.safetensors   embeddings of negative prompts (true CFG)
     latents/<stem>.safetensors               final latents of one (prompt, seed)
     latents/<stem>.preview.safetensors       at --stop-at: the predicted clean latents, decodable
@@ -39,6 +40,9 @@ class Workdir:
     def embeddings(self, stem: str, negative: bool = False) -> Path:
         folder = "negative-embeddings" if negative else "embeddings"
         return self.root / folder / f"{stem}{SUFFIX}"
+
+    def images(self, stem: str) -> Path:
+        return self.root / "images" / f"{stem}{SUFFIX}"
 
     def latents(self, stem: str) -> Path:
         return self.root / "latents" / f"{stem}{SUFFIX}"

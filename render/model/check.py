@@ -123,7 +123,7 @@ def check_stage(model: ModelRef, family: Family, stage: str, variant: DiTVariant
     """Raise one line for the first component of the stage that is missing or corrupt."""
     problems = [
         s
-        for n in family.stage_components[stage]
+        for n in family.components_for(model)[stage]
         if (s := check_component(model, family, n, variant)).state != "ok"
     ]
     missing = [p for p in problems if p.state == "missing"]

@@ -31,7 +31,7 @@ def convert_model(
     from render.model.check import check_stage
     from render.model.variant import DiTVariant
 
-    for stage in family.stage_components:
+    for stage in family.components_for(src):
         check_stage(src, family, stage, DiTVariant())  # a truncated source fails before anything is written
     tmp = tmp_path_for(dst)
     try:

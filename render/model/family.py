@@ -77,6 +77,28 @@ class TextEncoding:
         return {}
 
 
+class ImageEncoding:
+    """A family's first-frame conditions for one image-to-video model: what an image becomes (tensors of an "image"
+    artifact, cached by the image's content), computed in the encode stage after the text, with its own models."""
+
+    components: tuple[str, ...] = ()  # the component folders it loads
+
+    def size(self, width: int, height: int) -> tuple[int, int]:
+        """(height, width) of the video an image of this size makes when no size is asked for (its bucket)."""
+        raise NotImplementedError
+
+    def key_record(self, height: int, width: int) -> dict[str, Any]:
+        """What goes into the image artifact's key besides the image, the encoders and the dtype."""
+        return {"height": height, "width": width}
+
+    def load(self, model: ModelRef, device: Any, dtype: Any, offload: str) -> Any:
+        raise NotImplementedError
+
+    def encode(self, encoders: Any, image: Any, height: int, width: int) -> dict[str, Any]:
+        """An RGB PIL image -> the artifact's tensors (each [1, ...]) for a video of height x width."""
+        raise NotImplementedError
+
+
 @dataclass
 class StepInputs:
     """What one render feeds the DiT besides the noisy latents and the timestep: the conditioning of the prompt
@@ -111,6 +133,10 @@ class Family:
     cache_kinds: tuple[str, ...] | None = None  # the step caches that work on its DiT (None: every kind)
 
     # ------------------------------------------------------------------ model folders
+
+    def components_for(self, model: ModelRef) -> Mapping[str, tuple[str, ...]]:
+        """This model's component folders per stage (an image-to-video model adds the "image" stage's)."""
+        return self.stage_components
 
     def find_original(self, path: Path, source: str) -> ModelRef | None:
         """The model in this family's original layout at `path` (or a folder inside it), else None."""
@@ -183,6 +209,15 @@ class Family:
     def text_encoding(self, model: ModelRef) -> TextEncoding:
         raise NotImplementedError
 
+    def image_encoding(self, model: ModelRef) -> ImageEncoding | None:
+        """The model's first-frame conditions, or None for a text-to-video model."""
+        return None
+
+    def image_required(self, model: ModelRef) -> bool:
+        """Whether the model renders only from a first frame (an image-to-video model that does not also take zero
+        image conditions for text-to-video)."""
+        return False
+
     def check_embeddings(
         self, dit_config: Mapping[str, Any], source: str, manifest: Mapping[str, Any], frames: int
     ) -> str | None:
@@ -197,10 +232,11 @@ class Family:
         s: RenderSettings,
         trim: bool,
         config: Mapping[str, Any],
+        image: Mapping[str, Any] | None = None,
     ) -> StepInputs:
         """The DiT's inputs for a render from the embeddings artifacts' tensors (`uncond`: the negative prompt's,
         with true CFG). `trim`: drop the text padding (render.sampling.attention), as every kernel but diffusers'
-        masked one is given. `config`: the DiT's config."""
+        masked one is given. `config`: the DiT's config. `image`: the image artifact's tensors (image-to-video)."""
         raise NotImplementedError
 
     def conditioning(self, tensors: Mapping[str, Any]) -> dict[str, Any]:

@@ -59,6 +59,20 @@ class Models:
         module: TextEncoders = self._get("encode", placement, load).module
         return module
 
+    def image_encoders(self, placement: Placement) -> Any:
+        """The family's image encoders (image-to-video), loaded on the encode stage's device after the text."""
+        from render.core.placement import resolve_placement
+
+        def load() -> Loaded:
+            encoding = self.family.image_encoding(self.model)
+            assert encoding is not None
+            device, dtype = resolve_placement(placement, "encode")
+            enc = encoding.load(self.model, device, dtype, self.offload_mode("encode", placement))
+            self.loads["image_encoders"] += 1
+            return Loaded(enc, device, dtype, placement, enc.get("hooks", []))
+
+        return self._get("image", placement, load).module
+
     def transformer(self, placement: Placement) -> Loaded:
         from render.sampling.attention import install_processors
         from render.stages.speed import DiTState

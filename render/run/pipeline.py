@@ -17,13 +17,16 @@ from render.core.items import Item, Outcome, Report
 from render.core.placement import check_devices
 from render.core.progress import Progress
 from render.core.settings import EncodeSettings, RenderSettings, Settings
+from render.files import cache
 from render.files.artifacts import read_manifest
 from render.files.workdir import Workdir
 from render.run import runindex
+from render.run.firstframes import encode_images, first_frame, given_image
 from render.run.session import Session
 from render.run.spec import RunRequest
 from render.stages.decode import DecodeJob, check_latents_file, check_output, decode_jobs
 from render.stages.encode import EncodeJob, encode_jobs, find_existing, plan_job
+from render.stages.images import ImageJob
 from render.stages.render import RenderJob, render_jobs
 
 
@@ -38,12 +41,13 @@ class _Prepared:
     key: str | None = None
     cached: bool = False
     label: str = ""
+    image: ImageJob | None = None  # image-to-video: the first frame's job (its artifact, once encoded)
+    given_image: Path | None = None  # or, for embeddings given to `render`, the artifact they go with
 
 
 def _begin(req: RunRequest) -> tuple[Workdir, bool]:
     """The work directory, checked writable before any work (a UsageError otherwise), and whether the embedding
     cache can be used: it is an optimisation, so an unusable cache is a warning and the run goes on without it."""
-    from render.files import cache
 
     wd = Workdir(req.workdir)
     wd.check_writable()
@@ -59,6 +63,7 @@ def encode(engine: Session, req: RunRequest) -> Report:
     wd, use_cache = _begin(req)
     report = Report()
     jobs: list[EncodeJob] = []
+    images: list[ImageJob] = []
     for item in items:
         s = _item_settings(item, settings, report)
         if s is None:
@@ -66,12 +71,22 @@ def encode(engine: Session, req: RunRequest) -> Report:
         if item.prompt is None:
             _failed(item, settings, report, "nothing to encode: the item has no prompt")
             continue
+        try:
+            s, image = first_frame(engine, item, s, settings, wd)
+        except UsageError as exc:
+            _failed(item, settings, report, str(exc))
+            continue
         out = Outcome(item, prompt=item.prompt)
         report.outcomes.append(out)
-        jobs.append(EncodeJob(item.prompt, s.frames, settings.encode, out))
+        jobs.append(EncodeJob(item.prompt, s.frames, settings.encode, out, image=_image_ref(image)))
+        images += [image] if image is not None else []
     _encode(engine, jobs, wd, use_cache, progress, report)
-    for out in report.outcomes:
-        out.path = out.embeddings
+    encode_images(engine, images, settings, wd, use_cache, progress)
+    for job in jobs:
+        failed = next((i for i in images if job.image and i.key == job.image[0] and i.status == "failed"), None)
+        if failed is not None:
+            job.out.fail(f"encoding the first frame failed: {failed.error}")
+        job.out.path = job.out.embeddings
     return report
 
 
@@ -119,11 +134,12 @@ def run(engine: Session, req: RunRequest) -> Report:
     if not resume and (done := runindex.lookup(engine, items, settings, wd)) is not None:
         return done  # every video is there and whole: nothing loaded, not even torch
     check_devices(settings, "encode", "render", "decode")
-    engine.require("encode", "render", "decode")  # a missing VAE is reported before hours of rendering
-    prepared, jobs = _run_jobs(items, settings, report, outputs=True)
+    engine.require(*engine.family.components_for(engine.model))  # a missing VAE: said before hours of rendering
+    prepared, jobs = _run_jobs(engine, items, settings, report, wd, outputs=True)
     _check_fits(engine, prepared, settings)
     negatives = _negative_jobs(engine, prepared)
     _encode(engine, jobs + list(negatives.values()), wd, use_cache, progress, report)
+    encode_images(engine, [p.image for p in prepared if p.image], settings, wd, use_cache, progress)
     _encoded(prepared, jobs, report)
     _render(
         engine, [p for p in prepared if p.embeddings is not None], negatives, wd, resume, progress, report
@@ -195,7 +211,8 @@ def _render(
             if neg is not None and neg.out.status == "failed":
                 out.fail(f"encoding the negative prompt failed: {neg.out.error}")
                 continue
-            jobs.append(RenderJob(p.embeddings, s, p.label, out, neg.out.embeddings if neg else None))
+            image = p.image.path if p.image is not None else p.given_image
+            jobs.append(RenderJob(p.embeddings, s, p.label, out, neg.out.embeddings if neg else None, image))
     if not jobs:
         return
     try:
@@ -261,9 +278,15 @@ def _prepare_given(
         _, m = read_manifest(item.embeddings, "embeddings")
         text = replace(settings.encode, **{k: m[k] for k in settings.encode.text_record() if k in m})
         label = item.name or m.get("prompt") or item.embeddings.stem
-        return _Prepared(item, s, text, item.embeddings, m.get("cache_key"), False, label)
+        given, s = given_image(item.embeddings, m, s)
+        return _Prepared(item, s, text, item.embeddings, m.get("cache_key"), False, label, given_image=given)
     assert item.prompt is not None
-    job = EncodeJob(item.prompt, s.frames, settings.encode, Outcome(item))
+    try:
+        s, image = first_frame(engine, item, s, settings, wd)
+    except UsageError as exc:
+        _failed(item, settings, report, str(exc))
+        return None
+    job = EncodeJob(item.prompt, s.frames, settings.encode, Outcome(item), image=_image_ref(image))
     plan_job(engine.encode_stage(), job, wd)
     if not find_existing(job, use_cache, progress):
         out = Outcome(item, seed=s.seed, prompt=item.prompt)
@@ -273,7 +296,10 @@ def _prepare_given(
         )
         report.outcomes.append(out)
         return None
-    return _Prepared(item, s, settings.encode, job.out.embeddings, job.out.key, True, item.label)
+    assert job.out.embeddings is not None
+    _, m = read_manifest(job.out.embeddings, "embeddings")
+    given, s = given_image(job.out.embeddings, m, s, image.path if image is not None else None)
+    return _Prepared(item, s, settings.encode, job.out.embeddings, job.out.key, True, item.label, given_image=given)
 
 
 def _negative_key(engine: Session, s: RenderSettings, text: EncodeSettings) -> tuple[str, str, EncodeSettings]:
@@ -295,7 +321,7 @@ def _negative_jobs(
 
 
 def _run_jobs(
-    items: list[Item], settings: Settings, report: Report, outputs: bool
+    engine: Session, items: list[Item], settings: Settings, report: Report, wd: Workdir, outputs: bool
 ) -> tuple[list[_Prepared], list[EncodeJob]]:
     """The items of a `run` with their settings, and an encode job for each prompt; items that cannot run are
     failed in `report`. `outputs`: check each item's -o path (a usage error stops the batch)."""
@@ -312,8 +338,13 @@ def _run_jobs(
             if s.num_videos > 1:
                 raise UsageError(f"-o names one video, but {item.label[:40]!r} makes {s.num_videos}")
             check_output(item.output, settings.decode)
-        prepared.append(_Prepared(item, s, settings.encode, label=item.label))
-        jobs.append(EncodeJob(item.prompt, s.frames, settings.encode, Outcome(item)))
+        try:
+            s, image = first_frame(engine, item, s, settings, wd)
+        except UsageError as exc:
+            _failed(item, settings, report, str(exc))
+            continue
+        prepared.append(_Prepared(item, s, settings.encode, label=item.label, image=image))
+        jobs.append(EncodeJob(item.prompt, s.frames, settings.encode, Outcome(item), image=_image_ref(image)))
     return prepared, jobs
 
 
@@ -321,6 +352,8 @@ def _encoded(prepared: list[_Prepared], jobs: list[EncodeJob], report: Report) -
     """Each item's embeddings from its encode job; a failed encode fails every video of its item in `report`."""
     for p, job in zip(prepared, jobs, strict=True):
         p.embeddings, p.key, p.cached = job.out.embeddings, job.out.key, job.out.cached
+        if p.image is not None and p.image.status == "failed" and job.out.status != "failed":
+            job.out.fail(f"encoding the first frame failed: {p.image.error}")
         if job.out.status == "failed":
             p.embeddings = None
             for s in p.settings.videos():
@@ -334,10 +367,18 @@ def encode_for_run(engine: Session, req: RunRequest) -> Report:
     prompts and the negative prompts of their true CFG, encoded and written as `run` writes them. The report holds
     the failures as `run` reports them (one outcome per seed), then an outcome per encoded prompt (a negative
     prompt's item has the source "negative prompt")."""
-    report = Report()
-    prepared, jobs = _run_jobs(req.items, req.settings, report, outputs=False)
+    report, wd = Report(), Workdir(req.workdir)
+    prepared, jobs = _run_jobs(engine, req.items, req.settings, report, wd, outputs=False)
     negatives = list(_negative_jobs(engine, prepared).values())
-    _encode(engine, jobs + negatives, Workdir(req.workdir), req.use_cache, req.progress, report)
+    _encode(engine, jobs + negatives, wd, req.use_cache, req.progress, report)
+    encode_images(engine, [p.image for p in prepared if p.image], req.settings, wd, req.use_cache, req.progress)
     _encoded(prepared, jobs, report)
     report.outcomes += [j.out for j in jobs + negatives if j.out.status != "failed"]
     return report
+
+
+def _image_ref(job: ImageJob | None) -> tuple[str, Path] | None:
+    """The (key, path) of a planned image job, for the embeddings that go with it."""
+    if job is None or job.key is None or job.path is None:
+        return None
+    return job.key, job.path

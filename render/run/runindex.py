@@ -18,7 +18,7 @@ from typing import Any
 
 from render.core.errors import SettingsError
 from render.core.fsutil import dumps, write_text_atomic
-from render.core.hashing import key_of, tree_sha256
+from render.core.hashing import file_sha256, key_of, tree_sha256
 from render.core.items import Item, Outcome, Report
 from render.core.settings import RenderSettings, Settings
 from render.files.workdir import Workdir
@@ -28,12 +28,15 @@ KEY_VERSION = "run1"
 
 
 def run_key(engine: Session, item: Item, s: RenderSettings, settings: Settings) -> str:
-    """s: the settings of one video (its seed)."""
-    components = [c for stage in ("encode", "render", "decode") for c in engine.family.stage_components[stage]]
+    """s: the settings of one video (its seed). An item's first frame counts by its bytes (OSError when it cannot
+    be read: the normal path then reports it)."""
+    components = engine.components()
     decode = asdict(settings.decode)
+    image = {"image": file_sha256(item.image)} if item.image is not None else {}
     return key_of(
         KEY_VERSION,
         {
+            **image,
             "model": engine.identity(*components),
             "prompt": item.prompt,
             "name": item.name,
@@ -62,7 +65,11 @@ def lookup(engine: Session, items: list[Item], settings: Settings, wd: Workdir) 
         except SettingsError:
             return None
         for v in s.videos():
-            out = _valid_entry(wd.index(run_key(engine, item, v, settings)), v)
+            try:
+                key = run_key(engine, item, v, settings)
+            except OSError:
+                return None
+            out = _valid_entry(wd.index(key), v)
             if out is None:
                 return None
             out.item, out.prompt = item, item.prompt

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from render.plan import Plan
     from render.stages.decode import DecodeContext
     from render.stages.encode import TextEncoderStage
+    from render.stages.images import ImageStage
     from render.stages.render import DiTInfo, RenderContext
 
 
@@ -87,7 +88,7 @@ class Session(Models):
 
     def components(self) -> list[str]:
         """Every component folder the model's stages use."""
-        return [c for stage in self.family.stage_components.values() for c in stage]
+        return list(dict.fromkeys(c for stage in self.family.components_for(self.model).values() for c in stage))
 
     def calibration(self) -> dict[str, Any]:
         """The model's calibration from its hyv.json (`hyv calibrate`), or {}."""
@@ -102,7 +103,7 @@ class Session(Models):
             self._dit_info = DiTInfo(
                 source=self.model.source,
                 config=self.family.dit_config(self.model, self.variant),
-                identity=self.identity(*self.family.stage_components["render"]),
+                identity=self.identity(*self.family.components_for(self.model)["render"]),
                 channels=channels,
                 t_ratio=t_ratio,
                 s_ratio=s_ratio,
@@ -155,12 +156,27 @@ class Session(Models):
             self.require("encode")
             self._encode_stage = TextEncoderStage(
                 self.family.text_encoding(self.model),
-                self.identity(*self.family.stage_components["encode"]),
+                self.identity(*self.family.components_for(self.model)["encode"]),
                 self.model.source,
                 self.text_encoders,
                 lambda: self.family.preload("encode"),
             )
         return self._encode_stage
+
+    def image_stage(self) -> ImageStage:
+        """The first frames' stage of an image-to-video model (its encoders load on the first miss)."""
+        from render.stages.images import ImageStage
+
+        encoding = self.family.image_encoding(self.model)
+        assert encoding is not None
+        self.require("image")
+        return ImageStage(
+            encoding,
+            self.identity(*self.family.components_for(self.model)["image"]),
+            self.model.source,
+            self.image_encoders,
+            lambda: self.stage_done("image"),
+        )
 
     def render_context(self) -> RenderContext:
         from render.stages import speed

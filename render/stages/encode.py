@@ -36,6 +36,7 @@ class EncodeJob:
     settings: EncodeSettings
     out: Outcome  # receives embeddings, key, cached, status, error
     negative: bool = False  # a negative prompt: written to negative-embeddings/
+    image: tuple[str, Path] | None = None  # image-to-video: the first frame's artifact (key, path) it goes with
 
     @property
     def label(self) -> str:
@@ -68,17 +69,16 @@ class TextEncoderStage:
     def dtype_name(placement: Placement) -> str:
         return dtype_name(placement, "encode")
 
-    def key(self, prompt: str, template: Template, settings: EncodeSettings) -> str:
-        return key_of(
-            KEY_VERSION,
-            {
-                "encoders": self.identity,
-                "dtype": self.dtype_name(settings.placement),
-                **self.text.key_record(template),
-                **settings.text_record(),
-                "prompt": prompt,
-            },
-        )
+    def key(self, prompt: str, template: Template, settings: EncodeSettings, image: str | None = None) -> str:
+        """The embeddings' content key; `image`: the key of the first frame they go with (image-to-video)."""
+        record = {
+            "encoders": self.identity,
+            "dtype": self.dtype_name(settings.placement),
+            **self.text.key_record(template),
+            **settings.text_record(),
+            "prompt": prompt,
+        }
+        return key_of(KEY_VERSION, {**record, "image": image} if image is not None else record)
 
     def encode(
         self, prompts: list[str], template: Template, settings: EncodeSettings
@@ -90,7 +90,7 @@ class TextEncoderStage:
 def plan_job(st: TextEncoderStage, job: EncodeJob, workdir: Workdir) -> Template:
     """Set the job's content key and workdir path; return its template."""
     t = st.template(job.frames)
-    job.out.key = st.key(job.prompt, t, job.settings)
+    job.out.key = st.key(job.prompt, t, job.settings, job.image[0] if job.image else None)
     job.out.embeddings = workdir.embeddings(artifact_stem(job.label, job.out.key), negative=job.negative)
     return t
 
@@ -224,6 +224,7 @@ def _encode_group(
                 **st.text.encoder_record(one),
             },
             "cache_key": job.out.key,
+            "image": {"key": job.image[0], "path": str(job.image[1])} if job.image else None,
             "inputs": [],
             "device": str(enc.device),
             "versions": versions(),

@@ -44,6 +44,7 @@ class RenderJob:
     label: str  # file-name label (the prompt or the item's name)
     out: Outcome  # receives latents, step, checkpoint, preview, status, error
     neg_embeddings: Path | None = None  # required when settings.cfg_scale > 1
+    image: Path | None = None  # image-to-video: the first frame's artifact (render.stages.images)
 
 
 @dataclass(frozen=True)
@@ -181,18 +182,26 @@ def _plan(ctx: RenderContext, job: RenderJob, workdir: Workdir) -> _Planned:
                 "sha256": file_sha256(job.neg_embeddings),
             }
         )
-    key = key_of(
-        KEY_VERSION,
-        {
-            "embeddings": emb_manifest.get("cache_key"),
-            "neg": neg_key,
-            "dit": ctx.info.identity,
-            "sampling": s.sampling_record(),
-            "seed": s.seed,
-            "dtype": dtype_name(s.placement, "render"),
-            **ctx.extras,
-        },
-    )
+    image_key = None
+    if job.image is not None:
+        _, image_manifest = read_manifest(job.image, "image")
+        if (image_manifest.get("height"), image_manifest.get("width")) != (s.height, s.width):
+            raise IncompatibleError(
+                f"{job.image} frames the image for {image_manifest.get('height')}x{image_manifest.get('width')}, "
+                f"the render is {s.height}x{s.width}; re-encode with the same size"
+            )
+        image_key = image_manifest.get("cache_key")
+        inputs.append({"kind": "image", "path": str(job.image), "sha256": file_sha256(job.image)})
+    record = {
+        "embeddings": emb_manifest.get("cache_key"),
+        "neg": neg_key,
+        "dit": ctx.info.identity,
+        "sampling": s.sampling_record(),
+        "seed": s.seed,
+        "dtype": dtype_name(s.placement, "render"),
+        **ctx.extras,
+    }
+    key = key_of(KEY_VERSION, {**record, "image": image_key} if image_key is not None else record)
     job.out.seed = s.seed
     job.out.prompt = emb_manifest.get("prompt")
     job.out.latents = workdir.latents(artifact_stem(job.label, key, f"seed{s.seed}"))
@@ -227,7 +236,8 @@ def _render_one(ctx: RenderContext, p: _Planned, resume: bool, meter: StageMeter
     uncond = None
     if job.neg_embeddings is not None and s.negative_prompt is not None:
         uncond = read_artifact(job.neg_embeddings, "embeddings").tensors
-    inputs = ctx.family.step_inputs(cond, uncond, s, s.attention != "masked", info.config)
+    image = read_artifact(job.image, "image").tensors if job.image is not None else None
+    inputs = ctx.family.step_inputs(cond, uncond, s, s.attention != "masked", info.config, image)
     if latents is None:
         noise_dtype = dit.module.dtype if ctx.family.noise_in_dit_dtype else torch.float32
         latents = initial_noise(info.latent_shape(s), s.seed, dit.device, noise_dtype)  # [1, C, T, H, W]

@@ -168,6 +168,7 @@ class HunyuanVideo(Family):
         s: RenderSettings,
         trim: bool,
         config: Mapping[str, Any],
+        image: Mapping[str, Any] | None = None,
     ) -> StepInputs:
         from render.sampling.attention import trim_padding
 

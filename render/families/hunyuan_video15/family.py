@@ -40,13 +40,14 @@ class HunyuanVideo15(Family):
             "decode": ("vae",),
         }
     )
-    weight_components = ("transformer", "vae", "text_encoder", "text_encoder_2")
+    weight_components = ("transformer", "vae", "text_encoder", "text_encoder_2", "image_encoder")
     component_classes = MappingProxyType(
         {
             "transformer": "diffusers.HunyuanVideo15Transformer3DModel",
             "vae": "diffusers.AutoencoderKLHunyuanVideo15",
             "text_encoder": "transformers.Qwen2_5_VLTextModel",
             "text_encoder_2": "transformers.T5EncoderModel",
+            "image_encoder": "transformers.SiglipVisionModel",
         }
     )
     embedding_tensors = ("prompt_embeds", "prompt_embeds_mask", "prompt_embeds_2", "prompt_embeds_mask_2")
@@ -190,6 +191,25 @@ class HunyuanVideo15(Family):
 
         return HunyuanVideo15Text(model)
 
+    def components_for(self, model: ModelRef) -> Mapping[str, tuple[str, ...]]:
+        if model.pipeline != layout.I2V:
+            return self.stage_components
+        return {**self.stage_components, "image": ("image_encoder", "feature_extractor", "vae")}
+
+    def image_encoding(self, model: ModelRef) -> Any:
+        if model.pipeline != layout.I2V:
+            return None
+        from render.families.hunyuan_video15.images import HunyuanVideo15Images
+
+        return HunyuanVideo15Images(model, self)
+
+    def image_required(self, model: ModelRef) -> bool:
+        """An image-to-video model needs a first frame, unless its hyv.json says it also renders from text alone
+        (`"tasks": ["t2v", "i2v"]`: 1.5's image models take zero image conditions for text-to-video)."""
+        from render.core import hyvjson
+
+        return model.pipeline == layout.I2V and "t2v" not in (hyvjson.read(model.path).get("tasks") or [])
+
     def check_embeddings(
         self, dit_config: Mapping[str, Any], source: str, manifest: Mapping[str, Any], frames: int
     ) -> str | None:
@@ -219,10 +239,11 @@ class HunyuanVideo15(Family):
         s: RenderSettings,
         trim: bool,
         config: Mapping[str, Any],
+        image: Mapping[str, Any] | None = None,
     ) -> StepInputs:
         from render.families.hunyuan_video15.inputs import step_inputs
 
-        return step_inputs(self, cond, uncond, trim, config)
+        return step_inputs(self, cond, uncond, trim, config, image)
 
     # ------------------------------------------------------------------ the DiT's blocks
 

@@ -28,6 +28,7 @@ def step_inputs(
     uncond: Mapping[str, Any] | None,
     trim: bool,
     config: Mapping[str, Any],
+    image: Mapping[str, Any] | None,
 ) -> StepInputs:
     import torch
 
@@ -35,23 +36,24 @@ def step_inputs(
 
     def kwargs(tensors: Mapping[str, Any]) -> dict[str, Any]:
         c = family.conditioning(tensors)
-        image = tensors.get("image_embeds")  # [1, 729, D_img]: image-to-video
-        if image is None:
-            image = torch.zeros((1, 0 if trim else VISION_TOKENS, image_dim), dtype=c["encoder_hidden_states"].dtype)
-        c["image_embeds"] = image
+        embeds = image["image_embeds"] if image is not None else None  # [1, 729, D_img]: image-to-video
+        if embeds is None:
+            embeds = torch.zeros((1, 0 if trim else VISION_TOKENS, image_dim), dtype=c["encoder_hidden_states"].dtype)
+        c["image_embeds"] = embeds
         if trim:
             c = trim_padding(c, "encoder_hidden_states", "encoder_attention_mask", keep=1)
             c = trim_padding(c, "encoder_hidden_states_2", "encoder_attention_mask_2", keep=0)
         return c
 
-    condition = cond.get("cond_latents")  # [1, 32, T, h, w] with the first frame's latent, image-to-video
-    mask = cond.get("cond_mask")  # [1, 1, T, h, w]
+    first = image["image_latents"] if image is not None else None  # [1, 32, 1, h, w]: the first frame's latent
 
     def hidden(x: Any) -> Any:  # [B, 32, T, h, w] -> [B, 65, T, h, w]
         b, _, t, h, w = x.shape
-        if condition is None or mask is None:
-            return torch.cat([x, torch.zeros_like(x), x.new_zeros((b, 1, t, h, w))], dim=1)
-        return torch.cat([x, condition.to(x).expand(b, -1, -1, -1, -1), mask.to(x).expand(b, -1, -1, -1, -1)], 1)
+        condition, mask = torch.zeros_like(x), x.new_zeros((b, 1, t, h, w))
+        if first is not None:  # as diffusers' image-to-video pipeline: the latent in frame 0, the mask 1 there
+            condition[:, :, :1] = first.to(x)
+            mask[:, :, :1] = 1.0
+        return torch.cat([x, condition, mask], dim=1)
 
     per_step = None
     if config.get("use_meanflow"):

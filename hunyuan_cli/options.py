@@ -84,10 +84,10 @@ _DIT = "A DiT file replacing the model's: .gguf (city96), or an original-layout 
 OPTIONS: dict[str, tuple[str, Any]] = {
     # settings (the fields of render.core.resolve.Flags)
     "frames": _opt("frames", int, "--frames", help=f"Frames, 4k+1 {_dm('frames')}."),
-    "height": _opt("render", int, "--height", help=f"Multiple of 16 {_dm('height')}."),
-    "width": _opt("render", int, "--width", help=f"Multiple of 16 {_dm('width')}."),
-    "size": _opt("render", str, "--size", help="Resolution preset: 720p or 540p (with --aspect)."),
-    "aspect": _opt("render", str, "--aspect", help="With --size: 16:9 (default), 9:16, 4:3, 3:4 or 1:1."),
+    "height": _opt("size", int, "--height", help=f"Multiple of 16 {_dm('height')}."),
+    "width": _opt("size", int, "--width", help=f"Multiple of 16 {_dm('width')}."),
+    "size": _opt("size", str, "--size", help="Resolution preset: 720p or 540p (with --aspect)."),
+    "aspect": _opt("size", str, "--aspect", help="With --size: 16:9 (default), 9:16, 4:3, 3:4 or 1:1."),
     "steps": _opt("render", int, "--steps", help=f"Denoising steps {_dm('steps')}."),
     "seed": _opt("render", str, "--seed", help=f"Seed of video 1, or random; video i: seed + i [default: {_R.seed}].",
                  metavar="N|random"),
@@ -145,13 +145,13 @@ OPTIONS: dict[str, tuple[str, Any]] = {
 }
 # fmt: on
 GROUPS = {
-    "encode": ("target", "cache", "image", "frames", "encode", "placement"),
-    "render": ("target", "cache", "resume", "frames", "render", "speed", "encode", "placement", "parallel"),
+    "encode": ("target", "cache", "image", "frames", "size", "encode", "placement"),
+    "render": ("target", "cache", "resume", "frames", "size", "render", "speed", "encode", "placement", "parallel"),
     "decode": ("target", "output", "decode", "placement"),
-    "run": ("target", "output", "cache", "resume", "rewrite", "frames", "render", "speed", "encode", "decode",
+    "run": ("target", "output", "cache", "resume", "rewrite", "frames", "size", "render", "speed", "encode", "decode",
             "placement", "parallel", "scale"),
-    "plan": ("target", "frames", "render", "encode", "decode", "placement", "weights", "plan"),
-    "calibrate": ("target", "frames", "render", "encode", "decode", "placement"),
+    "plan": ("target", "frames", "size", "render", "encode", "decode", "placement", "weights", "plan"),
+    "calibrate": ("target", "frames", "size", "render", "encode", "decode", "placement"),
 }
 GROUPS["render"] += ("weights",)
 GROUPS["run"] += ("weights", "dryrun", "image")

@@ -53,9 +53,11 @@ def check(
                 size = f", {s.bytes / 1e9:.2f} GB" if s.bytes else ""
                 typer.echo(f"  {s.name:15} {s.state}{size}{': ' + s.detail if s.detail else ''}")
             if ok:
+                double, single = info["layers"]
+                blocks = f"{double} double-stream" + (f" + {single} single-stream" if single else "")
                 typer.echo(
-                    f"ok: every component is present and fits its config; DiT {info['layers'][0]} double + "
-                    f"{info['layers'][1]} single blocks, text dim {info['text_dim']}"
+                    f"ok: every component is present and fits its config; DiT {blocks} blocks, "
+                    f"text dim {info['text_dim']}"
                 )
         if not ok:
             bad = [s for s in statuses if s.state != "ok"]

@@ -9,6 +9,7 @@
     POST /api/jobs/ID/continue      continue a preview (a job stopped at stop_at)
     GET  /api/events                server-sent events: the status and the jobs at every change (the page)
     GET  /api/videos                the gallery: every video in the workdir with its settings
+    POST /api/images                a first frame (the image's bytes, Content-Type image/...): its id for jobs
     GET  /files/videos/NAME         a video (byte ranges) or its manifest (NAME.json)
 
 Errors are one JSON object, {"error": "...", "status": N}: 400 bad request, 401 no or wrong token, 404, 409,
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from render.core.errors import UsageError
+from serve import uploads
 from serve.app import Conflict, NotFound, Submitted
 from serve.files import send_file, static_file
 from serve.spec import RequestError
@@ -102,6 +104,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._json({"videos": app.gallery()})
         if method == "GET" and path == "/api/events":
             return self._stream(lambda: {"status": app.status(), "jobs": self._jobs(PAGE_JOBS)}, lambda _: False)
+        if method == "POST" and path == "/api/images":
+            return self._json(self._call(lambda: uploads.store(app.workdir, self._image_body())), HTTPStatus.CREATED)
         if path == "/api/jobs":
             if method == "GET":
                 return self._json({"jobs": self._jobs(_limit(query))})
@@ -170,6 +174,21 @@ class Handler(BaseHTTPRequestHandler):
             return json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ApiError(HTTPStatus.BAD_REQUEST, f"the body is not valid JSON ({exc})") from None
+
+    def _image_body(self) -> bytes:
+        """An uploaded image's bytes. An image content type is required (a cross-site form cannot send one)."""
+        ctype = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if not ctype.startswith("image/"):
+            raise ApiError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send the image's bytes with Content-Type: image/...")
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            raise ApiError(HTTPStatus.BAD_REQUEST, "bad Content-Length") from None
+        if length > uploads.MAX_UPLOAD:
+            raise ApiError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"images are taken up to {uploads.MAX_UPLOAD >> 20} MB")
+        if length <= 0:
+            raise ApiError(HTTPStatus.BAD_REQUEST, "the upload is empty")
+        return self.rfile.read(length)
 
     def _check_host(self) -> None:
         host = (self.headers.get("Host") or "").lower()

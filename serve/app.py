@@ -60,7 +60,7 @@ class App:
 
     def submit(self, body: Any) -> Submitted:
         """Check a request and queue it, or return the job that already asks for the same videos."""
-        spec = parse(body, self.engine, self.placement)
+        spec = parse(body, self.engine, self.placement, self.workdir)
         key = spec.key(self.identity)
         with self._submit_lock:
             found = self.store.find(key, self._videos_there)
@@ -90,7 +90,7 @@ class App:
         if job.state != "stopped":
             raise Conflict(f"{job_id} is {job.state}; only a stopped job (a preview at stop_at) continues")
         try:
-            spec = parse(job.request, self.engine, self.placement)
+            spec = parse(job.request, self.engine, self.placement, self.workdir)
         except RequestError as exc:  # the model's defaults changed since
             raise Conflict(f"{job_id} cannot continue: {exc}") from None
         return self.submit(spec.without("stop_at"))
@@ -118,7 +118,15 @@ class App:
             "jobs": self.store.counts(),
             "running": list(self.worker.batch),
             "defaults": defaults,
+            "image": _image_use(self.engine),
         }
 
     def gallery(self) -> list[dict[str, Any]]:
         return gallery.videos(self.workdir)
+
+
+def _image_use(engine: Engine) -> str:
+    """Whether the model takes a first frame: "required", "optional" or "none" (the page shows its field)."""
+    if engine.family.image_encoding(engine.model) is None:
+        return "none"
+    return "required" if engine.family.image_required(engine.model) else "optional"

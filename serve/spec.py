@@ -4,6 +4,7 @@
     {"prompts": ["...", "..."], "stop_at": 5}
     {"items": [{"prompt": "...", "seed": 3, "num_videos": 2, "name": "take-1"}], "guidance": 5.0}
     {"prompt": "a cat", "rewrite": {"mode": "normal", "endpoint": "http://127.0.0.1:8000/v1", "api_model": "m"}}
+    {"prompt": "the cat turns its head", "image": "<sha256>.png"}     (image-to-video: an upload's id, serve.uploads)
 
 Settings are `hyv run`'s, named as in `render.core.resolve.Flags` (`neg_prompt`, `num_videos`, ...), except the
 placement (`device`, `dtype`), which is the server's. Items are `.jsonl` records (`render.files.batch.parse_record`).
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from render.core.errors import UsageError
@@ -34,7 +36,8 @@ PLACEMENT = ("device", "dtype")  # the server's, not a job's
 SETTINGS: dict[str, str] = {f.name: str(f.type) for f in fields(Flags) if f.name not in PLACEMENT}
 PROMPT_FIELDS = ("prompt", "prompts", "items")
 REWRITE_FIELDS = ("mode", "endpoint", "api_model", "model_dir")
-KNOWN = (*PROMPT_FIELDS, "rewrite", *SETTINGS)
+KNOWN = (*PROMPT_FIELDS, "rewrite", "image", *SETTINGS)
+ITEM_FIELDS = ("prompt", "original_prompt", "name", "image", *ITEM_OVERRIDES)
 
 
 class RequestError(UsageError):
@@ -66,7 +69,7 @@ class JobSpec:
                 "model": model_identity,
                 "settings": dataclasses.asdict(self.settings),
                 "items": [
-                    {"prompt": it.prompt, "name": it.name, **_video_fields(self.item_settings(it))}
+                    {"prompt": it.prompt, "name": it.name, **_video_fields(self.item_settings(it)), **_image(it)}
                     for it in self.items
                 ],
                 "rewrite": self.rewrite,
@@ -99,8 +102,11 @@ class JobSpec:
         return sum(self.item_settings(it).num_videos for it in self.items)
 
 
-def parse(body: Any, engine: Engine, placement: dict[str, Any] | None = None) -> JobSpec:
-    """Check a request (decoded JSON) against the engine's model; raise RequestError naming what is wrong."""
+def parse(
+    body: Any, engine: Engine, placement: dict[str, Any] | None = None, workdir: Path | None = None
+) -> JobSpec:
+    """Check a request (decoded JSON) against the engine's model; raise RequestError naming what is wrong.
+    `workdir`: the server's, where uploaded images are (serve.uploads)."""
     if not isinstance(body, dict):
         raise RequestError("the request must be a JSON object, e.g. {\"prompt\": \"...\"}")
     unknown = sorted(set(body) - set(KNOWN))
@@ -112,6 +118,7 @@ def parse(body: Any, engine: Engine, placement: dict[str, Any] | None = None) ->
     except UsageError as exc:
         raise RequestError(str(exc)) from None
     items = _items(body)
+    items = _images(body, items, engine, workdir)
     for n, it in enumerate(items, start=1):
         try:
             settings.render.with_overrides(it.overrides)
@@ -154,16 +161,50 @@ def _items(body: dict[str, Any]) -> list[Item]:
         raise RequestError(f"at most {MAX_ITEMS} items in one request, got {len(records)}; split the batch")
     items: list[Item] = []
     for n, rec in enumerate(records, start=1):
-        if isinstance(rec, dict) and set(rec) - {"prompt", "original_prompt", *ITEM_OVERRIDES, "name"}:
-            extra = sorted(set(rec) - {"prompt", "original_prompt", *ITEM_OVERRIDES, "name"})[0]
-            raise RequestError(f"item {n}: unknown field {extra!r}; an item takes prompt, name, "
+        if isinstance(rec, dict) and set(rec) - set(ITEM_FIELDS):
+            extra = sorted(set(rec) - set(ITEM_FIELDS))[0]
+            raise RequestError(f"item {n}: unknown field {extra!r}; an item takes prompt, name, image, "
                                f"{', '.join(ITEM_OVERRIDES)}")
+        rec = {k: v for k, v in rec.items() if k != "image"} if isinstance(rec, dict) else rec
         got = parse_record(rec if rec is not None else {"prompt": None}, f"item {n}")
         if isinstance(got, LineError):
             where = "" if named[0] == "prompt" else f"{got.source}: "
             raise RequestError(f"{where}{got.message}".replace("`prompt`", "prompt"))
         items.append(got)
     return items
+
+
+def _images(body: dict[str, Any], items: list[Item], engine: Engine, workdir: Path | None) -> list[Item]:
+    """Each item's first frame: its own `image`, else the request's (uploads' ids); checked against the model (an
+    image-to-video model needs one, a text-to-video model takes none)."""
+    from dataclasses import replace
+
+    from serve import uploads
+
+    given = body.get("items")
+    records: list[Any] = given if isinstance(given, list) else [{}] * len(items)
+    out = []
+    for n, (it, rec) in enumerate(zip(items, records, strict=True), start=1):
+        name = rec.get("image") if isinstance(rec, dict) and rec.get("image") is not None else body.get("image")
+        if name is None:
+            out.append(it)
+            continue
+        if workdir is None:
+            raise RequestError("this server takes no images")
+        try:
+            out.append(replace(it, image=uploads.resolve(workdir, name, f"item {n}: " if len(items) > 1 else "")))
+        except UsageError as exc:
+            raise RequestError(str(exc)) from None
+    model, family = engine.model, engine.family
+    if any(it.image is not None for it in out) and family.image_encoding(model) is None:
+        raise RequestError(f"{model.source} is a text-to-video model: it takes no `image`")
+    if family.image_required(model) and any(it.image is None for it in out):
+        raise RequestError(f"{model.source} is an image-to-video model: give an `image` (POST /api/images first)")
+    return out
+
+
+def _image(item: Item) -> dict[str, str]:
+    return {"image": item.image.name} if item.image is not None else {}
 
 
 def _rewrite(value: Any) -> dict[str, str] | None:
@@ -204,4 +245,4 @@ def _record(item: Item) -> dict[str, Any]:
         rec["name"] = item.name
     if item.original_prompt is not None:
         rec["original_prompt"] = item.original_prompt
-    return rec
+    return {**rec, **_image(item)}

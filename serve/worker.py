@@ -52,7 +52,7 @@ class Worker(threading.Thread):
 
     def spec(self, job: Job) -> JobSpec:
         if job.id not in self._specs:
-            self._specs[job.id] = parse(job.request, self.engine, self.placement)
+            self._specs[job.id] = parse(job.request, self.engine, self.placement, self.workdir)
         return self._specs[job.id]
 
     def stop(self) -> None:

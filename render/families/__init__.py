@@ -11,12 +11,12 @@ import os
 from pathlib import Path
 
 from render.core.errors import ModelNotFoundError, UsageError
-from render.families.hunyuan_video import HUNYUAN_VIDEO
+from render.families.hunyuan_video import HUNYUAN_VIDEO, HUNYUAN_VIDEO_I2V
 from render.families.hunyuan_video15 import HUNYUAN_VIDEO_15
 from render.model.family import Family
 from render.model.ref import BUNDLED_DEMO, ModelRef, diffusers_ref, download, looks_like_hub_id
 
-FAMILIES: tuple[Family, ...] = (HUNYUAN_VIDEO, HUNYUAN_VIDEO_15)
+FAMILIES: tuple[Family, ...] = (HUNYUAN_VIDEO, HUNYUAN_VIDEO_I2V, HUNYUAN_VIDEO_15)
 _BY_PIPELINE = {cls: f for f in FAMILIES for cls in f.pipeline_classes}
 
 

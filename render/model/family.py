@@ -66,10 +66,18 @@ class TextEncoding:
         """What of the template goes into the cache key (besides the prompt, settings, encoders and dtype)."""
         return {"template": template.text, "crop_start": template.crop_start}
 
+    sees_image = False  # its text encoder reads the first frame too (`encode` is given the images)
+
     def encode(
-        self, encoders: TextEncoders, prompts: list[str], template: Template, settings: EncodeSettings
+        self,
+        encoders: TextEncoders,
+        prompts: list[str],
+        template: Template,
+        settings: EncodeSettings,
+        images: list[Path | None] | None = None,
     ) -> tuple[dict[str, Any], list[bool]]:
-        """Tensors of a micro-batch (each [B, ...]) and whether each prompt was truncated."""
+        """Tensors of a micro-batch (each [B, ...]) and whether each prompt was truncated. `images`: when the text
+        encoder sees the first frame, each prompt's image file (None: a negative prompt's, which has none)."""
         raise NotImplementedError
 
     def encoder_record(self, tensors: Mapping[str, Any]) -> dict[str, Any]:
@@ -109,6 +117,8 @@ class StepInputs:
     uncond: dict[str, Any] | None = None
     hidden: Any = None  # Callable[[Tensor [B, C, T, H, W]], Tensor [B, C_in, T, H, W]] or None (the latents)
     per_step: Any = None  # Callable[[int, Tensor x_in [B, C, T, H, W], Tensor timesteps [N]], dict] or None
+    start: Any = None  # Callable[[noise [B, C, T, H, W]], latents at step 0] or None (the noise itself)
+    after_step: Any = None  # Callable[[latents after a step], latents] or None (e.g. a clean first frame put back)
 
 
 def unsupported(family: str, what: str) -> UsageError:
@@ -243,6 +253,11 @@ class Family:
         """An embeddings artifact's tensors -> the DiT's conditioning keyword arguments."""
         raise NotImplementedError
 
+    def dropped_frames(self, dit_config: Mapping[str, Any]) -> int:
+        """Leading frames of the decoded video that are not part of the video (e.g. the frame an image-to-video
+        model was given and the frames the VAE made of it); recorded in the latents' manifest, cut by decode."""
+        return 0
+
     # ------------------------------------------------------------------ the DiT's blocks: attention, caches, parallel
 
     def attention_blocks(self, transformer: Any) -> list[Any]:
@@ -281,6 +296,11 @@ class Family:
     ) -> list[tuple[str, int, dict[str, Any]]]:
         """(text encoder component, its tokens, more keyword arguments of its forward) for each text encoder."""
         raise NotImplementedError
+
+    def plan_image_inputs(self, model: ModelRef, height: int, width: int) -> list[tuple[str, Any]]:
+        """For each model of the encode stage's image half (image-to-video): (its component, a function that runs
+        it on meta tensors as the image encoding does for a video of height x width)."""
+        return []
 
     def plan_dit_inputs(
         self, dit_config: Mapping[str, Any], latent: tuple[int, ...], text_len: int, dtype: Any

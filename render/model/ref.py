@@ -29,6 +29,13 @@ def _demo_defaults() -> dict[str, Any]:
 DEMO_DEFAULTS = _demo_defaults()  # for help texts: what the bundled demo model uses
 
 
+# a component's config file where it is not config.json
+CONFIG_FILES = {
+    "scheduler": "scheduler_config.json",
+    "image_processor": "preprocessor_config.json",
+    "feature_extractor": "preprocessor_config.json",
+}
+
 @dataclass(frozen=True)
 class ModelRef:
     path: Path
@@ -53,7 +60,7 @@ class ModelRef:
 
     def config(self, name: str) -> dict[str, Any]:
         """A component's config file as it is (families translate original-layout configs: `Family.config`)."""
-        p = self.component(name) / ("scheduler_config.json" if name == "scheduler" else "config.json")
+        p = self.component(name) / CONFIG_FILES.get(name, "config.json")
         try:
             cfg = dict(json.loads(p.read_text()))
         except FileNotFoundError:

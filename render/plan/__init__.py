@@ -54,7 +54,8 @@ def make_plan(
         device = plan_device(placement.device)
         dtype: Any = _dtype(stage, device, placement.dtype)
         if stage == "encode":
-            out.stages.append(plan_encode(model, family, device, dtype, settings.encode, r.frames))
+            size = (r.height, r.width)
+            out.stages.append(plan_encode(model, family, device, dtype, settings.encode, r.frames, size))
         elif stage == "render":
             out.stages.append(plan_render(model, family, variant, device, dtype, latent, settings.encode.text_len))
         else:

@@ -160,8 +160,16 @@ def _meta(t: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
 
 
 def plan_encode(
-    model: ModelRef, family: Family, device: str, dtype: torch.dtype, settings: EncodeSettings, frames: int
+    model: ModelRef,
+    family: Family,
+    device: str,
+    dtype: torch.dtype,
+    settings: EncodeSettings,
+    frames: int,
+    size: tuple[int, int] | None = None,
 ) -> StagePlan:
+    """The text encoders, then (image-to-video, `size` = the video's (height, width)) the image encoders, which load
+    after the text encoders are freed: the stage's peak is the larger of the two halves'."""
     from render.model.check import meta_module
 
     comps = []
@@ -171,7 +179,20 @@ def plan_encode(
         inputs = ids.numel() * 8 * 2  # ids + mask
         act = _run(lambda m=m, ids=ids, extra=extra: m(input_ids=ids, **extra), device)
         comps.append(_component(name, m, _storage(m, dtype), act + inputs))
-    return StagePlan("encode", device, str(dtype).removeprefix("torch."), tuple(comps), _peaks(tuple(comps), device))
+    peaks = _peaks(tuple(comps), device)
+    images = []
+    if size is not None and family.image_encoding(model) is not None:
+        for name, run in family.plan_image_inputs(model, *size):
+            cls = family.component_classes[name]
+            config = family.config(model, name) if cls.startswith("diffusers.") else {}
+            m = _cast(meta_module(cls, config, model.component(name)), dtype)
+            act = _run(lambda m=m, run=run: run(m), device)
+            images.append(_component(name, m, _storage(m, dtype), act))
+    if images:
+        second = _peaks(tuple(images), device)
+        peaks = {mode: max(peaks[mode], second[mode]) for mode in peaks}
+    comps += images
+    return StagePlan("encode", device, str(dtype).removeprefix("torch."), tuple(comps), peaks)
 
 
 def plan_render(

@@ -23,6 +23,7 @@ import numpy as np
 
 from render.core import hyvjson
 from render.core.cachespec import CacheSpec
+from render.core.errors import UsageError
 from render.sampling.caches import apply as apply_cache
 from render.sampling.caches import config_for
 from render.sampling.caches import remove as remove_cache
@@ -84,6 +85,11 @@ def calibrate(
 ) -> Calibration:
     from render.stages.decode import decode_frames
 
+    if engine.family.image_required(engine.model):
+        raise UsageError(
+            f"calibrate renders from prompts alone, and {engine.model.source} needs a first frame: it is not "
+            "available for this model (fbcache and taylorseer need no calibration)"
+        )
     kinds = engine.family.cache_kinds
     grid = {k: v for k, v in (grid or GRID).items() if kinds is None or k in kinds}
     s = settings.render

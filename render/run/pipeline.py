@@ -78,14 +78,13 @@ def encode(engine: Session, req: RunRequest) -> Report:
             continue
         out = Outcome(item, prompt=item.prompt)
         report.outcomes.append(out)
-        jobs.append(EncodeJob(item.prompt, s.frames, settings.encode, out, image=_image_ref(image)))
+        jobs.append(EncodeJob(item.prompt, s.frames, settings.encode, out, image=image))
         images += [image] if image is not None else []
     _encode(engine, jobs, wd, use_cache, progress, report)
     encode_images(engine, images, settings, wd, use_cache, progress)
     for job in jobs:
-        failed = next((i for i in images if job.image and i.key == job.image[0] and i.status == "failed"), None)
-        if failed is not None:
-            job.out.fail(f"encoding the first frame failed: {failed.error}")
+        if job.image is not None and job.image.status == "failed":
+            job.out.fail(f"encoding the first frame failed: {job.image.error}")
         job.out.path = job.out.embeddings
     return report
 
@@ -286,7 +285,7 @@ def _prepare_given(
     except UsageError as exc:
         _failed(item, settings, report, str(exc))
         return None
-    job = EncodeJob(item.prompt, s.frames, settings.encode, Outcome(item), image=_image_ref(image))
+    job = EncodeJob(item.prompt, s.frames, settings.encode, Outcome(item), image=image)
     plan_job(engine.encode_stage(), job, wd)
     if not find_existing(job, use_cache, progress):
         out = Outcome(item, seed=s.seed, prompt=item.prompt)
@@ -344,7 +343,7 @@ def _run_jobs(
             _failed(item, settings, report, str(exc))
             continue
         prepared.append(_Prepared(item, s, settings.encode, label=item.label, image=image))
-        jobs.append(EncodeJob(item.prompt, s.frames, settings.encode, Outcome(item), image=_image_ref(image)))
+        jobs.append(EncodeJob(item.prompt, s.frames, settings.encode, Outcome(item), image=image))
     return prepared, jobs
 
 
@@ -375,10 +374,3 @@ def encode_for_run(engine: Session, req: RunRequest) -> Report:
     _encoded(prepared, jobs, report)
     report.outcomes += [j.out for j in jobs + negatives if j.out.status != "failed"]
     return report
-
-
-def _image_ref(job: ImageJob | None) -> tuple[str, Path] | None:
-    """The (key, path) of a planned image job, for the embeddings that go with it."""
-    if job is None or job.key is None or job.path is None:
-        return None
-    return job.key, job.path

@@ -95,6 +95,9 @@ def denoise(
             sigma = scheduler.sigmas[i]
             x0 = latents.to(torch.float32) - sigma * v.to(torch.float32) if on_step is not None else latents
             latents = scheduler.step(v, t, latents, return_dict=False)[0]
+            if inputs.after_step is not None:
+                latents = inputs.after_step(latents)
+                x0 = inputs.after_step(x0) if on_step is not None else latents
             if on_step is not None:
                 on_step(i, latents, x0)
     return latents

@@ -39,6 +39,12 @@ class TeaCacheRecipe:
     coefficients: tuple[float, ...]
 
 
+def adaln_modulated(block: Any, hidden: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+    """Block 0's AdaLN-Zero norm of the video tokens [B, N, D] (what TeaCache watches), for DiTs whose blocks have
+    diffusers' `norm1(hidden, emb=temb)` (HunyuanVideo's and 1.5's)."""
+    return block.norm1(hidden, emb=temb)[0]
+
+
 @dataclass
 class TeaCacheConfig:
     coefficients: tuple[float, ...]  # the rescale polynomial, highest power first (the family's, or calibrated)

@@ -186,6 +186,7 @@ def _write_video(
     vae = ctx.vae(settings.placement, settings.tiling)
     tiles: dict[str, Any] = {}
     frames = decode_frames(vae.module, vae.device, lat, settings.tiling, ctx.family, tiles)  # [F, H, W, 3] uint8
+    frames = frames[int(art.manifest.get("dropped_frames", 0)) :]  # e.g. an image-to-video model's given frame
     progress.step()
     manifest = {
         "stage": "decode",

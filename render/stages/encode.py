@@ -24,6 +24,7 @@ from render.files.artifacts import read_artifact, write_artifact
 from render.files.manifest import StageMeter, versions
 from render.files.workdir import Workdir
 from render.model.family import Template, TextEncoders, TextEncoding
+from render.stages.images import ImageJob
 
 KEY_VERSION = "emb1"
 RUN_FIELDS = ("source", "original_prompt")  # per-run manifest fields, kept out of the shared cache entry
@@ -36,7 +37,7 @@ class EncodeJob:
     settings: EncodeSettings
     out: Outcome  # receives embeddings, key, cached, status, error
     negative: bool = False  # a negative prompt: written to negative-embeddings/
-    image: tuple[str, Path] | None = None  # image-to-video: the first frame's artifact (key, path) it goes with
+    image: ImageJob | None = None  # image-to-video: the first frame's job (planned: its key and path) it goes with
 
     @property
     def label(self) -> str:
@@ -81,16 +82,22 @@ class TextEncoderStage:
         return key_of(KEY_VERSION, {**record, "image": image} if image is not None else record)
 
     def encode(
-        self, prompts: list[str], template: Template, settings: EncodeSettings
+        self,
+        prompts: list[str],
+        template: Template,
+        settings: EncodeSettings,
+        images: list[Path | None] | None = None,
     ) -> tuple[dict[str, Any], list[bool]]:
-        """Tensors of a micro-batch (the family's, each [B, ...]) and whether each prompt was truncated."""
-        return self.text.encode(self.encoders(settings.placement), prompts, template, settings)
+        """Tensors of a micro-batch (the family's, each [B, ...]) and whether each prompt was truncated; `images`:
+        each prompt's first frame (a file), given to a text encoder that sees it."""
+        seen = (images or [None] * len(prompts)) if self.text.sees_image else None
+        return self.text.encode(self.encoders(settings.placement), prompts, template, settings, seen)
 
 
 def plan_job(st: TextEncoderStage, job: EncodeJob, workdir: Workdir) -> Template:
     """Set the job's content key and workdir path; return its template."""
     t = st.template(job.frames)
-    job.out.key = st.key(job.prompt, t, job.settings, job.image[0] if job.image else None)
+    job.out.key = st.key(job.prompt, t, job.settings, job.image.key if job.image else None)
     job.out.embeddings = workdir.embeddings(artifact_stem(job.label, job.out.key), negative=job.negative)
     return t
 
@@ -200,7 +207,8 @@ def _encode_group(
     progress: Progress,
 ) -> None:
     template, settings = group[0][1], group[0][0].settings
-    tensors, truncated = st.encode([job.prompt for job, _ in group], template, settings)
+    images = [job.image.info.path if job.image else None for job, _ in group]
+    tensors, truncated = st.encode([job.prompt for job, _ in group], template, settings, images)
     enc = st.encoders(settings.placement)
     for b, (job, _) in enumerate(group):
         one = {k: v[b : b + 1] for k, v in tensors.items()}
@@ -224,7 +232,7 @@ def _encode_group(
                 **st.text.encoder_record(one),
             },
             "cache_key": job.out.key,
-            "image": {"key": job.image[0], "path": str(job.image[1])} if job.image else None,
+            "image": {"key": job.image.key, "path": str(job.image.path)} if job.image else None,
             "inputs": [],
             "device": str(enc.device),
             "versions": versions(),

@@ -241,6 +241,8 @@ def _render_one(ctx: RenderContext, p: _Planned, resume: bool, meter: StageMeter
     if latents is None:
         noise_dtype = dit.module.dtype if ctx.family.noise_in_dit_dtype else torch.float32
         latents = initial_noise(info.latent_shape(s), s.seed, dit.device, noise_dtype)  # [1, C, T, H, W]
+        if inputs.start is not None:
+            latents = inputs.start(latents)
     speed_record: dict[str, Any] = {"attention": s.attention, "cache": s.cache, "compile": s.compile}
     if start and s.cache != "none":  # a step cache's state is not kept in checkpoints
         speed_record["cache_state"] = f"rebuilt at step {start}: that step was computed in full"
@@ -259,6 +261,7 @@ def _render_one(ctx: RenderContext, p: _Planned, resume: bool, meter: StageMeter
             "text_dim": info.config.get("text_embed_dim"),
         },
         "latent_shape": list(info.latent_shape(s)),
+        **({"dropped_frames": drop} if (drop := ctx.family.dropped_frames(info.config)) else {}),
         "speed": speed_record,
         "device": str(dit.device),
         "versions": versions(),

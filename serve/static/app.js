@@ -53,9 +53,19 @@ function formRequest() {
   return body;
 }
 
-async function submit(body) {
+async function upload(file) {
+  // The first frame's bytes -> its id on the server (POST /api/images), named by the job.
+  const res = await fetch("/api/images", { method: "POST", headers: { "Content-Type": file.type || "image/png" },
+                                           body: file });
+  const data = await res.json().catch(() => ({ error: `HTTP ${res.status}` }));
+  if (!res.ok) throw new Error(data.error || `HTTP ${res.status}`);
+  return data.image;
+}
+
+async function submit(body, file) {
   $("#form-error").textContent = "";
   try {
+    if (file) body.image = await upload(file);
     const got = await api("POST", "/api/jobs", body);
     if (!got.created) $("#form-error").textContent = `Already asked for: ${got.job.id} (${got.job.state}).`;
     await refresh();
@@ -170,6 +180,9 @@ async function refreshGallery() {
 function showStatus(s) {
   defaults = s.defaults || {};
   showDefaults();
+  $("#image-row").hidden = !s.image || s.image === "none";
+  $("#image").required = s.image === "required";
+  $("#image-need").textContent = s.image === "required" ? "(required: an image-to-video model)" : "(optional)";
   const model = s.bundled_demo ? "the bundled demo model" : s.model;
   const j = s.jobs;
   $("#status").textContent = `model: ${model} · DiT loads: ${s.loads.transformer || 0} · ` +
@@ -199,7 +212,8 @@ function listen() {
 
 $("#job-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
-  submit(formRequest());
+  const file = $("#image").files[0];
+  submit(formRequest(), $("#image-row").hidden ? undefined : file);
 });
 $("#preview").addEventListener("change", () => { $("#stop-at").disabled = !$("#preview").checked; });
 $("#stop-at").disabled = true;

@@ -184,7 +184,10 @@ class HunyuanVideo(Family):
             # as the distilled model was trained: guidance * 1000. [B]
             return {"guidance": torch.tensor([guidance] * x.shape[0], dtype=x.dtype, device=x.device) * 1000.0}
 
-        return StepInputs(kwargs(cond), kwargs(uncond) if uncond is not None else None, per_step=per_step)
+        guided = bool(config.get("guidance_embeds", True))  # an image-to-video DiT may have none
+        return StepInputs(
+            kwargs(cond), kwargs(uncond) if uncond is not None else None, per_step=per_step if guided else None
+        )
 
     # ------------------------------------------------------------------ the DiT's blocks
 
@@ -195,9 +198,9 @@ class HunyuanVideo(Family):
         return attention.processor(padding)
 
     def teacache(self) -> Any:
-        from render.sampling.teacache import TeaCacheRecipe
+        from render.sampling.teacache import TeaCacheRecipe, adaln_modulated
 
-        return TeaCacheRecipe(attention.attention_blocks, _modulated, TEACACHE_COEFFICIENTS)
+        return TeaCacheRecipe(attention.attention_blocks, adaln_modulated, TEACACHE_COEFFICIENTS)
 
     def cp_plan(self) -> dict[str, Any]:
         return attention.cp_plan()
@@ -282,11 +285,6 @@ class HunyuanVideo(Family):
 
     def prepare_text_encoder(self, src: Path, dst: Path, *, dtype_name: str, force: bool) -> Path:
         return admin.prepare_text_encoder(src, dst, dtype_name=dtype_name, force=force)
-
-
-def _modulated(block: Any, hidden: Any, temb: Any) -> Any:
-    """Block 0's AdaLN-Zero norm of the video tokens [B, N, D] (what TeaCache watches)."""
-    return block.norm1(hidden, emb=temb)[0]
 
 
 def _crop_start(model: ModelRef, frames: int) -> int:

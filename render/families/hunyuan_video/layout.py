@@ -11,6 +11,7 @@ from pathlib import Path
 from render.model.ref import ORIGINAL, ModelRef
 
 PIPELINE = "HunyuanVideoPipeline"
+PIPELINE_I2V = "HunyuanVideoImageToVideoPipeline"
 T2V = "hunyuan-video-t2v-720p"
 DIT_NAME = "mp_rank_00_model_states"
 # Original-layout component folders, relative to the ckpts folder.

@@ -22,6 +22,21 @@ IMAGE_TEMPLATE = (
     "<|start_header_id|>user<|end_header_id|>\n\n{}<|eot_id|>"
 )
 
+# The image-to-video template (diffusers' HunyuanVideoImageToVideoPipeline DEFAULT_PROMPT_TEMPLATE, Tencent's
+# "dit-llm-encode-video-i2v"): the <image> token the LLaVA replaces by the first frame's features, and the assistant
+# header after the prompt.
+I2V_TEMPLATE = (
+    "<|start_header_id|>system<|end_header_id|>\n\n<image>\nDescribe the video by detailing the following aspects "
+    "according to the reference image: "
+    "1. The main content and theme of the video."
+    "2. The color, shape, size, texture, quantity, text, and spatial relationships of the objects."
+    "3. Actions, events, behaviors temporal relationships, physical movement changes of the objects."
+    "4. background environment, light, style and atmosphere."
+    "5. camera angles, movements, and transitions used in the video:<|eot_id|>\n\n"
+    "<|start_header_id|>user<|end_header_id|>\n\n{}<|eot_id|>"
+    "<|start_header_id|>assistant<|end_header_id|>\n\n"
+)
+
 
 def template_for(frames: int) -> tuple[str, str]:
     """(name, text) of the template for a number of frames."""

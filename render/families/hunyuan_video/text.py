@@ -6,6 +6,7 @@ prompt_attention_mask [1, L] (int64), pooled_prompt_embeds [1, P]."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from render.core.errors import NonFiniteError, RuntimeFailure
@@ -30,7 +31,12 @@ class HunyuanVideoText(TextEncoding):
         return self._templates[name]
 
     def encode(
-        self, encoders: TextEncoders, prompts: list[str], template: Template, settings: EncodeSettings
+        self,
+        encoders: TextEncoders,
+        prompts: list[str],
+        template: Template,
+        settings: EncodeSettings,
+        images: list[Path | None] | None = None,
     ) -> tuple[dict[str, Any], list[bool]]:
         """prompt_embeds [B, L, D], prompt_attention_mask [B, L], pooled [B, P]; and whether each prompt was
         truncated to text_len tokens."""

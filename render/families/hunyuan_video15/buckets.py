@@ -6,24 +6,11 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
+from render.core.buckets import crop_sizes
+
 TARGETS = MappingProxyType({"480p": 640, "720p": 960})
 ASPECTS = ("16:9", "9:16", "4:3", "3:4", "1:1")  # width:height, as Tencent's --aspect_ratio
 PATCH = 16  # bucket sides are multiples of the VAE's 16x compression
-
-
-def crop_sizes(target: int, patch: int = PATCH, max_ratio: float = 4.0) -> list[tuple[int, int]]:
-    """Every (a, b) of about target^2 pixels, sides multiples of `patch`, ratio at most `max_ratio`."""
-    num_patches = round((target / patch) ** 2)
-    sizes: list[tuple[int, int]] = []
-    wp, hp = num_patches, 1
-    while wp > 0:
-        if max(wp, hp) / min(wp, hp) <= max_ratio:
-            sizes.append((wp * patch, hp * patch))
-        if (hp + 1) * wp <= num_patches:
-            hp += 1
-        else:
-            wp -= 1
-    return sizes
 
 
 def bucket(height: float, width: float, target: int, patch: int = PATCH) -> tuple[int, int]:

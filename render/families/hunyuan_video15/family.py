@@ -99,6 +99,8 @@ class HunyuanVideo15(Family):
     ) -> tuple[dict[str, tuple[int, ...]], list[Path], dict[str, Any]] | None:
         from render.model.weightfiles import weight_files
 
+        if name == "transformer":
+            self.check_variant(variant)  # checked with the model, before any stage runs
         if model.layout == DIFFUSERS or name not in ("transformer", "vae", "text_encoder_2"):
             return None
         d = model.component(name)
@@ -254,10 +256,9 @@ class HunyuanVideo15(Family):
         return attention.processor(padding)
 
     def teacache(self) -> Any:
-        from render.families.hunyuan_video.family import _modulated
-        from render.sampling.teacache import TeaCacheRecipe
+        from render.sampling.teacache import TeaCacheRecipe, adaln_modulated
 
-        return TeaCacheRecipe(attention.attention_blocks, _modulated, IDENTITY_POLYNOMIAL)
+        return TeaCacheRecipe(attention.attention_blocks, adaln_modulated, IDENTITY_POLYNOMIAL)
 
     def register_cache_blocks(self) -> None:
         attention.register_cache_blocks()
@@ -295,6 +296,13 @@ class HunyuanVideo15(Family):
             ("text_encoder", settings.text_len + _crop_start(model), {"output_hidden_states": True}),
             ("text_encoder_2", settings.clip_len, {}),
         ]
+
+    def plan_image_inputs(self, model: ModelRef, height: int, width: int) -> list[tuple[str, Any]]:
+        from render.families.hunyuan_video15.inputs import plan_image_runs
+
+        if model.pipeline != layout.I2V:
+            return []
+        return plan_image_runs(model.config("feature_extractor"), height, width)
 
     def plan_dit_inputs(
         self, dit_config: Mapping[str, Any], latent: tuple[int, ...], text_len: int, dtype: Any

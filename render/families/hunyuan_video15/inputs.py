@@ -11,19 +11,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from render.model.family import StepInputs
+from render.model.family import Family, StepInputs
 from render.sampling.attention import trim_padding
-
-if TYPE_CHECKING:
-    from render.families.hunyuan_video15.family import HunyuanVideo15
 
 VISION_TOKENS = 729  # SigLIP's tokens (27 x 27): the zeros of text-to-video, as diffusers' pipeline makes them
 
 
 def step_inputs(
-    family: HunyuanVideo15,
+    family: Family,
     cond: Mapping[str, Any],
     uncond: Mapping[str, Any] | None,
     trim: bool,
@@ -109,3 +106,21 @@ def plan_forward(m: Any, kw: dict[str, Any]) -> Any:
     for block in m.transformer_blocks:
         hidden, tokens = block(hidden, tokens, temb, mask, rope)
     return m.proj_out(m.norm_out(hidden, temb))
+
+
+def plan_image_runs(feature_extractor: Mapping[str, Any], height: int, width: int) -> list[tuple[str, Any]]:
+    """Image-to-video's image half on meta tensors: SigLIP on its processor's square input, the VAE's encoder on one
+    frame of the video's size."""
+    import torch
+
+    size = feature_extractor.get("size", {})
+    side = int(size.get("height", 384)) if isinstance(size, dict) else int(size)
+
+    def siglip(m: Any) -> Any:
+        return m(pixel_values=torch.empty((1, 3, side, side), device="meta", dtype=m.dtype)).last_hidden_state
+
+    def vae(m: Any) -> Any:
+        x = torch.empty((1, 3, 1, height, width), device="meta", dtype=m.dtype)
+        return m.encode(x).latent_dist.mode()
+
+    return [("image_encoder", siglip), ("vae", vae)]

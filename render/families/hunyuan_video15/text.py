@@ -11,6 +11,7 @@ prompt_embeds_mask_2 [1, L2] (int64): the names diffusers' pipeline takes.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from render.core.errors import NonFiniteError
@@ -39,7 +40,12 @@ class HunyuanVideo15Text(TextEncoding):
         return {"system": template.text, "crop_start": template.crop_start, "glyph": "quoted text -> byt5"}
 
     def encode(
-        self, encoders: TextEncoders, prompts: list[str], template: Template, settings: EncodeSettings
+        self,
+        encoders: TextEncoders,
+        prompts: list[str],
+        template: Template,
+        settings: EncodeSettings,
+        images: list[Path | None] | None = None,
     ) -> tuple[dict[str, Any], list[bool]]:
         import torch
 

@@ -7,11 +7,12 @@ Presets:
 - tiny-i2v:                the same as an image-to-video model (a SigLIP image encoder), CFG 6.
 - tiny-i2v-step-distilled: the image-to-video model step-distilled (`use_meanflow`: timestep_r), CFG 1, shift 7.
 - medium:                  latent 32 channels, width 512 (8 heads x 64), 12 blocks, VAE 16x/4x: benchmarks.
+- medium-i2v, medium-i2v-step-distilled: the same as image-to-video models (benchmarks/i2v_steps.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,8 @@ PRESETS: dict[str, Preset] = {
     "medium": Preset(32, 8, 64, 12, (16, 24, 24), 1024, 6, 256, 64, (16, 32, 64, 64, 64), 16, 4, 256, "t2v", 16,
                      (8, 12, 12)),
 }
+PRESETS["medium-i2v"] = replace(PRESETS["medium"], kind="i2v")
+PRESETS["medium-i2v-step-distilled"] = replace(PRESETS["medium"], kind="i2v_step_distilled")
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"

@@ -26,7 +26,7 @@ def plan(*, opts: StageOptions) -> None:
 
             if not torch.cuda.is_available():
                 flags = Flags(**{**vars(flags), "device": "cuda"})
-        engine = Engine(opts.model, variant=opts.variant())
+        engine = Engine(opts.model, variant=opts.variant(), sr_model=opts.sr_model)
         quiet_libraries()
         show_plan(engine, engine.settings(flags), opts)
 

@@ -1,0 +1,226 @@
+"""HunyuanVideo 1.5 super-resolution as a stage (`hyv upscale`, `hyv run --sr`) on tiny models: staged equals one-shot
+bit for bit, the output takes the high-resolution bucket, bad inputs are one-line errors, an interrupted upscale
+continues from its checkpoint, Tencent's layout loads in place and converts; and the oracle: hyv's stage against
+Tencent's own `HunyuanVideo_1_5_SR_Pipeline` (needs a checkout of Tencent's code: HYV_TENCENT_HV15)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from tests.conftest import REPO, Cli
+
+PROMPT = 'a neon sign that says "OPEN" above a diner at night'
+SIZE = ["--frames", "5", "--height", "24", "--width", "40", "--steps", "3", "--seed", "7"]
+
+
+@pytest.fixture(scope="module")
+def sr_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from render.families import init_tiny
+
+    return init_tiny(tmp_path_factory.mktemp("models") / "sr", "HunyuanVideo-1.5", preset="tiny-sr", seed=3)
+
+
+def _json(r: Any) -> dict[str, Any]:
+    assert r.exit_code == 0, r.output
+    out: dict[str, Any] = json.loads(r.stdout)
+    return out
+
+
+def _frames(folder: str) -> np.ndarray:
+    return np.stack([np.asarray(Image.open(p)) for p in sorted(Path(folder).glob("*.png"))])
+
+
+def test_run_with_sr_equals_run_then_upscale_then_decode(sr_model: Path, tmp_path: Path, cli: Cli) -> None:
+    one = _json(cli("run", PROMPT, "--model", sr_model, *SIZE, "--sr", "720p", "--format", "png",
+                    "--workdir", tmp_path / "one", "--json"))["videos"][0]  # fmt: skip
+    common = ["--model", sr_model, "--workdir", tmp_path / "staged", "-q"]
+    emb = cli("encode", PROMPT, *common, "--frames", "5")
+    lat = cli("render", emb.stdout.strip(), *common, *SIZE)
+    up = cli("upscale", lat.stdout.strip(), *common, "--to", "720p")
+    assert up.exit_code == 0, up.output
+    vid = cli("decode", up.stdout.strip(), *common, "--format", "png")
+    assert vid.exit_code == 0, vid.output
+    base, high = (load_file(p)["latents"] for p in (one["base_latents"], one["latents"]))
+    assert base.shape == (1, 4, 3, 6, 10) and high.shape == (1, 4, 3, 9, 15)  # 24x40 -> its bucket 36x60
+    assert torch.equal(base, load_file(lat.stdout.strip())["latents"])
+    assert torch.equal(high, load_file(up.stdout.strip())["latents"])
+    frames = _frames(one["video"])
+    assert frames.shape == (5, 36, 60, 3)
+    assert np.array_equal(frames, _frames(vid.stdout.strip()))
+    manifest = json.loads(Path(one["manifest"]).read_text())
+    assert (manifest["height"], manifest["width"]) == (36, 60)
+    render = manifest["render"]
+    assert render["stage"] == "upscale" and render["sampling"]["sr"] == "720p" and render["seed"] == 7
+    assert render["upscale"]["steps"] == 6 and render["upscale"]["shift"] == 2.0
+    assert render["base"]["latent_shape"] == [1, 4, 3, 6, 10]
+    # re-running finds everything made (the run index knows --sr); without --sr it is another video
+    again = _json(cli("run", PROMPT, "--model", sr_model, *SIZE, "--sr", "720p", "--format", "png",
+                      "--workdir", tmp_path / "one", "--json"))  # fmt: skip
+    assert again["already_done"] == 1 and again["videos"][0]["video"] == one["video"]
+
+
+def test_1080p_upscales_the_720p_buckets(sr_model: Path, tmp_path: Path, cli: Cli) -> None:
+    """The tiny 1080p model takes the buckets the 720p one makes (as Tencent's 720p -> 1080p): 36x60 -> 56x92."""
+    w = ["--model", sr_model, "--workdir", tmp_path, "--json"]
+    first = _json(cli("run", PROMPT, *w, *SIZE, "--sr", "720p"))["videos"][0]
+    second = _json(cli("upscale", first["latents"], *w, "--to", "1080p"))["latents"][0]
+    high = load_file(second["latents"])["latents"]
+    assert high.shape == (1, 4, 3, 14, 23)
+    assert second["base_latents"] == first["latents"] and second["seed"] == 7
+    direct = cli("upscale", first["base_latents"], *w, "--to", "1080p")  # a 24x40 video is no 1080p base
+    assert direct.exit_code == 2 and "has no super-resolution bucket" in direct.stderr
+
+
+def test_bad_inputs_are_one_line_errors(sr_model: Path, tiny_model: Path, tmp_path: Path, cli: Cli) -> None:
+    from render.families import init_tiny
+
+    v1 = _json(cli("run", "a cat", "--model", tiny_model, "--frames", "5", "--height", "32", "--width", "32",
+                   "--steps", "2", "--workdir", tmp_path / "v1", "--json"))["videos"][0]  # fmt: skip
+    cases = [
+        (["upscale", v1["latents"], "--to", "720p", "--model", sr_model], "embeddings of another model family"),
+        (["run", PROMPT, "--model", sr_model, *SIZE[:2], "--height", "24", "--width", "24", "--sr", "720p"],
+         "24x24 has no super-resolution bucket"),
+        (["upscale", v1["latents"], "--to", "720p", "--model", tiny_model], "not available for HunyuanVideo models"),
+        (["run", PROMPT, "--model", sr_model, *SIZE, "--sr", "4k"], "unknown super-resolution target '4k'"),
+    ]  # fmt: skip
+    base = init_tiny(tmp_path / "no-sr", "HunyuanVideo-1.5", preset="tiny")
+    cases.append((["run", PROMPT, "--model", base, *SIZE, "--sr", "720p"], "no super-resolution model for 720p"))
+    for n, (args, message) in enumerate(cases):
+        wd = tmp_path / f"w{n}"
+        r = cli(*args, "--workdir", wd)
+        assert r.exit_code == 2, (args, r.output)
+        assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert not any(p.is_file() for p in wd.rglob("*")), list(wd.rglob("*"))  # nothing written
+
+
+class _Interrupt:
+    """A progress that interrupts (as Ctrl-C) at its `n`th step."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def stage(self, name: str, total: int) -> None: ...
+    def item(self, status: str, label: str) -> None: ...
+    def steps(self, total: int, label: str) -> None: ...
+    def warn(self, message: str) -> None: ...
+
+    def step(self, n: int = 1) -> None:
+        self.n -= n
+        if self.n == 0:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_upscale_continues_from_its_checkpoint(sr_model: Path, tmp_path: Path, cli: Cli) -> None:
+    from render.engine import Engine
+
+    lat = _json(cli("run", PROMPT, "--model", sr_model, *SIZE, "--workdir", tmp_path, "--json"))["videos"][0]
+    engine = Engine(sr_model)
+    settings = engine.settings(sr="720p", save_every=2)
+    with pytest.raises(KeyboardInterrupt):
+        engine.upscale([Path(lat["latents"])], settings, workdir=tmp_path, progress=_Interrupt(5))  # type: ignore[arg-type]
+    assert len(list((tmp_path / "latents" / ".checkpoints").glob("*"))) == 1  # step 4 of 6 kept
+    resumed = engine.upscale([Path(lat["latents"])], settings, workdir=tmp_path).outcomes[0]
+    assert resumed.status == "done" and resumed.latents is not None
+    assert json.loads(_manifest(resumed.latents))["resumed_from"] == 4
+    whole = Engine(sr_model).upscale([Path(lat["latents"])], engine.settings(sr="720p"), workdir=tmp_path / "b")
+    assert torch.equal(load_file(resumed.latents)["latents"], load_file(whole.outcomes[0].latents)["latents"])
+
+
+def _manifest(path: Path) -> str:
+    from render.files.artifacts import read_manifest
+
+    return json.dumps(read_manifest(path, "latents")[1])
+
+
+# ------------------------------------------------------------------------------------------------ the oracle
+
+TENCENT = os.environ.get("HYV_TENCENT_HV15")
+
+
+def _tencent(*args: str | Path) -> None:
+    python = os.environ.get("HYV_TENCENT_PYTHON", sys.executable)
+    env = {**os.environ, "HYV_TENCENT_HV15": str(TENCENT)}
+    r = subprocess.run([python, str(REPO / "tests" / "tencent_sr.py"), *map(str, args)], capture_output=True,
+                       text=True, env=env, timeout=900)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
+def _config_only_base(root: Path) -> Path:
+    """A HunyuanVideo 1.5 folder of configs only (what `hyv upscale` reads of the base model: its family and its
+    VAE's factors: 32 channels, 16x): the oracle's SR model comes with --sr-model."""
+    for name, cfg in {
+        "transformer": {"_class_name": "HunyuanVideo15Transformer3DModel", "target_size": 640},
+        "vae": {"_class_name": "AutoencoderKLHunyuanVideo15", "latent_channels": 32,
+                "spatial_compression_ratio": 16, "temporal_compression_ratio": 4, "scaling_factor": 1.03682},
+    }.items():  # fmt: skip
+        (root / name).mkdir(parents=True)
+        (root / name / "config.json").write_text(json.dumps(cfg))
+    (root / "scheduler").mkdir()
+    (root / "scheduler" / "scheduler_config.json").write_text('{"shift": 5.0}')
+    (root / "model_index.json").write_text('{"_class_name": "HunyuanVideo15Pipeline"}')
+    return root
+
+
+@pytest.mark.skipif(TENCENT is None, reason="HYV_TENCENT_HV15 (a checkout of Tencent's HunyuanVideo-1.5) not given")
+@pytest.mark.parametrize(("target", "lr_hw"), [("720p", (480, 848)), ("1080p", (720, 1280))])
+def test_upscale_equals_tencents_sr_pipeline(target: str, lr_hw: tuple[int, int], tmp_path: Path) -> None:
+    """hyv's stage (Engine.upscale, the SR model in Tencent's layout with --sr-model) against Tencent's pipeline on
+    the same tiny random weights (written by Tencent's classes), the same low-resolution latents and prompt
+    embeddings, and hyv's draws (its initial noise and re-noising draw, from the seed) given to Tencent's."""
+    from render.engine import Engine
+    from render.files.artifacts import write_artifact
+
+    version = f"{target}_sr_distilled"
+    weights = tmp_path / "tencent"
+    _tencent("fixture", weights, "--version", version)
+    g = torch.Generator().manual_seed(5)
+    t, (h, w), seed = 2, (lr_hw[0] // 16, lr_hw[1] // 16), 1234
+    mask, mask_2 = torch.zeros(1, 24, dtype=torch.int64), torch.zeros(1, 16, dtype=torch.int64)
+    mask[:, :17], mask_2[:, :5] = 1, 1
+    tensors = {
+        "prompt_embeds": torch.randn(1, 24, 16, generator=g),
+        "prompt_embeds_mask": mask,
+        "prompt_embeds_2": torch.randn(1, 16, 1472, generator=g),
+        "prompt_embeds_mask_2": mask_2,
+    }
+    emb = write_artifact(tmp_path / "w" / "embeddings" / "e.safetensors", "embeddings", tensors,
+                         {"stage": "encode", "prompt": "a tiny test", "cache_key": "emb1-oracle",
+                          "encoder": {"text_dim": 16, "text_2_dim": 1472}})  # fmt: skip
+    from render.core.hashing import file_sha256
+
+    lr = torch.randn(1, 32, t, h, w, generator=g)
+    named = [{"kind": "embeddings", "path": str(emb), "sha256": file_sha256(emb)}]
+    lat = write_artifact(tmp_path / "w" / "latents" / "l.safetensors", "latents", {"latents": lr},
+                         {"stage": "render", "prompt": "a tiny test", "seed": seed, "render_key": "lat1-oracle",
+                          "inputs": named})  # fmt: skip
+    engine = Engine(_config_only_base(tmp_path / "base"), sr_model=weights)
+    out = engine.upscale([lat], engine.settings(sr=target, device="cpu"), workdir=tmp_path / "w").outcomes[0]
+    assert out.status == "done", out.error
+    ours = load_file(str(out.latents))["latents"]
+    hr = ours.shape[-2:]
+    assert tuple(x * 16 for x in hr) == {"720p": (720, 1280), "1080p": (1072, 1904)}[target]
+    # hyv's draws, as documented: one CPU generator seeded with the seed, the initial noise, then the re-noising
+    gen = torch.Generator("cpu").manual_seed(seed)
+    noise = torch.randn(ours.shape, generator=gen)
+    renoise = torch.randn(ours.shape, generator=gen)
+    inputs = {"video_length": 4 * (t - 1) + 1, "lr_latents": lr, "init_noise": noise, "renoise": renoise,
+              "prompt_embeds": tensors["prompt_embeds"], "prompt_mask": mask,
+              "byt5_embeds": tensors["prompt_embeds_2"], "byt5_mask": mask_2}  # fmt: skip
+    torch.save(inputs, tmp_path / "inputs.pt")
+    _tencent("run", weights, tmp_path / "inputs.pt", tmp_path / "out.pt", "--version", version)
+    ref = torch.load(tmp_path / "out.pt")["hr_latents"]
+    rel = float((ours - ref).norm() / ref.norm())
+    print(f"{target}: hyv vs Tencent's HunyuanVideo_1_5_SR_Pipeline: relative L2 {rel:.3e}, max abs "
+          f"{float((ours - ref).abs().max()):.3e}, |ref| max {float(ref.abs().max()):.3f}")  # fmt: skip
+    assert rel < 1e-4

@@ -22,10 +22,11 @@ from render.files.workdir import Workdir
 from render.run import runindex
 from render.run.session import Session
 from render.run.spec import RunRequest
+from render.run.upscaling import check_upscale, refuse_parallel, upscale_stage
 from render.stages.decode import DecodeJob, check_latents_file, check_output, decode_jobs
 from render.stages.encode import EncodeJob, encode_jobs, find_existing, plan_job
 from render.stages.render import RenderJob, render_jobs
-from render.stages.upscale import UpscaleJob, upscale_jobs
+from render.stages.upscale import UpscaleJob
 
 
 @dataclass
@@ -120,7 +121,7 @@ def upscale(engine: Session, req: RunRequest) -> Report:
     target = settings.upscale.sr
     if target is None:
         raise UsageError("no super-resolution target: give --to 720p or --to 1080p")
-    _refuse_parallel(engine)
+    refuse_parallel(engine)
     wd, _ = _begin(replace(req, use_cache=False))
     report = Report()
     jobs: list[UpscaleJob] = []
@@ -131,7 +132,7 @@ def upscale(engine: Session, req: RunRequest) -> Report:
             out.fail("nothing to upscale: the item has no latents", bad_input=True)
             continue
         jobs.append(UpscaleJob(item.latents, out, label=item.name))
-    _upscale(engine, jobs, settings, wd, progress)
+    upscale_stage(engine, jobs, settings, wd, progress)
     for out in report.outcomes:
         out.path = out.latents if out.status in ("done", "skipped") else None
     return report
@@ -146,7 +147,7 @@ def run(engine: Session, req: RunRequest) -> Report:
     engine.require("encode", "render", "decode")  # a missing VAE is reported before hours of rendering
     prepared, jobs = _run_jobs(items, settings, report, outputs=True)
     _check_fits(engine, prepared, settings)
-    _check_upscale(engine, prepared, settings)  # a missing SR model, a size with no bucket: before any work
+    check_upscale(engine, [(p.settings.height, p.settings.width) for p in prepared], settings)  # before any work
     negatives = _negative_jobs(engine, prepared)
     _encode(engine, jobs + list(negatives.values()), wd, use_cache, progress, report)
     _encoded(prepared, jobs, report)
@@ -157,7 +158,7 @@ def run(engine: Session, req: RunRequest) -> Report:
         labels = {id(p.item): p.label for p in prepared}
         finished = [o for o in report.outcomes if o.status in ("done", "skipped") and o.latents is not None]
         up = [UpscaleJob(o.latents, o, labels.get(id(o.item)), o.embeddings) for o in finished if o.latents]
-        _upscale(engine, up, settings, wd, progress)
+        upscale_stage(engine, up, settings, wd, progress)
     to_decode: list[DecodeJob] = []
     for out in report.outcomes:
         if out.status in ("done", "skipped") and out.latents is not None:
@@ -232,33 +233,6 @@ def _render(
         render_jobs(engine.render_context(), jobs, wd, resume=resume, progress=progress)
     finally:
         engine.stage_done("render")
-
-
-def _refuse_parallel(engine: Session) -> None:
-    if engine.parallel is not None:
-        raise UsageError("super-resolution runs in one process: leave out --parallel (or upscale afterwards)")
-
-
-def _check_upscale(engine: Session, prepared: list[_Prepared], settings: Settings) -> None:
-    """With --sr: the SR model is there and every video's size has a bucket (else one line, nothing done)."""
-    target = settings.upscale.sr
-    if target is None:
-        return
-    _refuse_parallel(engine)
-    for s in {(p.settings.height, p.settings.width) for p in prepared}:
-        engine.upscaled_size(target, *s)
-
-
-def _upscale(engine: Session, jobs: list[UpscaleJob], settings: Settings, wd: Workdir, progress: Progress) -> None:
-    """Every job's latents upscaled to settings.upscale.sr; the SR model is freed after the stage (the policy's)."""
-    target = settings.upscale.sr
-    if not jobs or target is None:
-        return
-    s = engine.concrete(replace(settings.render, cache="none", cache_quality=None))  # no step cache on 6-8 steps
-    try:
-        upscale_jobs(engine.upscale_context(target), jobs, s, wd, progress=progress)
-    finally:
-        engine.stage_done("upscale")
 
 
 def _decode(

@@ -26,13 +26,10 @@ image-to-video work makes them); without them the pass is text-to-video.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from render.families.hunyuan_video15.sr_models import NOISE
-from render.model.family import StepInputs, UpscaleInputs, Upscaler
-
-if TYPE_CHECKING:
-    from render.families.hunyuan_video15.family import HunyuanVideo15
+from render.model.family import Family, StepInputs, UpscaleInputs, Upscaler
 
 RENOISE = (
     "one CPU generator seeded with the video's seed draws the initial noise, then the re-noising draw (same shape "
@@ -66,7 +63,7 @@ class Schedule:
 
 
 def upscale_inputs(
-    family: HunyuanVideo15,
+    family: Family,  # HunyuanVideo 1.5's (its conditioning)
     up: Upscaler,
     cond: Mapping[str, Any],
     lr_latents: Any,

@@ -172,6 +172,72 @@ def _config_only_base(root: Path) -> Path:
     return root
 
 
+def _base_artifacts(
+    workdir: Path, lr_hw: tuple[int, int], text_2_dim: int, seed: int, frames: int = 2
+) -> tuple[Path, torch.Tensor, dict[str, torch.Tensor]]:
+    """Embeddings (text dims 16 / text_2_dim, some padding) and latents [1, 32, frames, H/16, W/16] written as a
+    render writes them: (the latents' path, the latents, the embeddings' tensors)."""
+    from render.core.hashing import file_sha256
+    from render.files.artifacts import write_artifact
+
+    g = torch.Generator().manual_seed(5)
+    mask, mask_2 = torch.zeros(1, 24, dtype=torch.int64), torch.zeros(1, 16, dtype=torch.int64)
+    mask[:, :17], mask_2[:, :5] = 1, 1
+    tensors = {
+        "prompt_embeds": torch.randn(1, 24, 16, generator=g),
+        "prompt_embeds_mask": mask,
+        "prompt_embeds_2": torch.randn(1, 16, text_2_dim, generator=g),
+        "prompt_embeds_mask_2": mask_2,
+    }
+    emb = write_artifact(workdir / "embeddings" / "e.safetensors", "embeddings", tensors,
+                         {"stage": "encode", "prompt": "a tiny test", "cache_key": "emb1-oracle",
+                          "encoder": {"text_dim": 16, "text_2_dim": text_2_dim}})  # fmt: skip
+    lr = torch.randn(1, 32, frames, lr_hw[0] // 16, lr_hw[1] // 16, generator=g)
+    named = [{"kind": "embeddings", "path": str(emb), "sha256": file_sha256(emb)}]
+    lat = write_artifact(workdir / "latents" / "l.safetensors", "latents", {"latents": lr},
+                         {"stage": "render", "prompt": "a tiny test", "seed": seed, "render_key": "lat1-oracle",
+                          "inputs": named})  # fmt: skip
+    return lat, lr, tensors
+
+
+def test_tencents_layout_loads_in_place_and_converts(tmp_path: Path, cli: Cli) -> None:
+    """SR weights in Tencent's layout (transformer/720p_sr_distilled, upsampler/720p_sr_distilled) upscale in place;
+    `hyv models convert` writes hyv's layout (sr-720p/), which upscales to the same bits; `hyv models check` knows
+    both; a truncated file is one line before anything runs; `download --sr` fetches Tencent's folders."""
+    from tests.sr_original import write
+
+    orig = write(tmp_path / "orig")
+    base = _config_only_base(tmp_path / "base")
+    lat, _, _ = _base_artifacts(tmp_path / "w", (480, 848), 8, seed=3)
+    args = ["upscale", lat, "--to", "720p", "--model", base, "--json"]
+    first = _json(cli(*args, "--sr-model", orig, "--workdir", tmp_path / "w"))["latents"][0]
+    ours = load_file(first["latents"])["latents"]
+    assert ours.shape == (1, 32, 2, 45, 80)  # 480x848 -> 720x1280
+    check = _json(cli("models", "check", orig, "--json"))
+    assert check["ok"] and check["super_resolution"] == ["720p"]
+    conv_dir = tmp_path / "conv"
+    conv = cli("models", "convert", orig, conv_dir)
+    assert conv.exit_code == 0 and "super-resolution models (720p) in hyv's layout" in conv.stdout, conv.output
+    assert (tmp_path / "conv" / "sr-720p" / "sr.json").is_file()
+    second = _json(cli(*args, "--sr-model", tmp_path / "conv", "--workdir", tmp_path / "w2"))["latents"][0]
+    # the same weights to the bit; the outputs to float rounding (CPU kernels round by the weights' memory
+    # alignment, which differs between a memory-mapped diffusers file and Tencent's renamed tensors)
+    from render.families.hunyuan_video15 import sr_models
+
+    a, b = (sr_models.load_dit(sr_models.find(d, "720p"), torch.float32).state_dict() for d in (orig, conv_dir))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    theirs = load_file(second["latents"])["latents"]
+    assert float((ours - theirs).norm() / ours.norm()) < 1e-6
+    shard = next((tmp_path / "conv" / "sr-720p" / "transformer").glob("*.safetensors"))
+    with open(shard, "r+b") as f:
+        f.truncate(shard.stat().st_size - 64)
+    bad = cli(*args, "--sr-model", tmp_path / "conv", "--workdir", tmp_path / "w3")
+    assert bad.exit_code == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.output
+    assert "super-resolution model" in bad.stderr and not (tmp_path / "w3" / "latents").exists()
+    fetch = cli("models", "download", tmp_path / "dl", "--family", "HunyuanVideo-1.5", "--sr", "720p", "--yes")
+    assert fetch.exit_code == 2 and "tencent/HunyuanVideo-1.5" in fetch.stderr  # offline here: one line
+
+
 @pytest.mark.skipif(TENCENT is None, reason="HYV_TENCENT_HV15 (a checkout of Tencent's HunyuanVideo-1.5) not given")
 @pytest.mark.parametrize(("target", "lr_hw"), [("720p", (480, 848)), ("1080p", (720, 1280))])
 def test_upscale_equals_tencents_sr_pipeline(target: str, lr_hw: tuple[int, int], tmp_path: Path) -> None:
@@ -179,31 +245,13 @@ def test_upscale_equals_tencents_sr_pipeline(target: str, lr_hw: tuple[int, int]
     the same tiny random weights (written by Tencent's classes), the same low-resolution latents and prompt
     embeddings, and hyv's draws (its initial noise and re-noising draw, from the seed) given to Tencent's."""
     from render.engine import Engine
-    from render.files.artifacts import write_artifact
 
     version = f"{target}_sr_distilled"
     weights = tmp_path / "tencent"
     _tencent("fixture", weights, "--version", version)
-    g = torch.Generator().manual_seed(5)
-    t, (h, w), seed = 2, (lr_hw[0] // 16, lr_hw[1] // 16), 1234
-    mask, mask_2 = torch.zeros(1, 24, dtype=torch.int64), torch.zeros(1, 16, dtype=torch.int64)
-    mask[:, :17], mask_2[:, :5] = 1, 1
-    tensors = {
-        "prompt_embeds": torch.randn(1, 24, 16, generator=g),
-        "prompt_embeds_mask": mask,
-        "prompt_embeds_2": torch.randn(1, 16, 1472, generator=g),
-        "prompt_embeds_mask_2": mask_2,
-    }
-    emb = write_artifact(tmp_path / "w" / "embeddings" / "e.safetensors", "embeddings", tensors,
-                         {"stage": "encode", "prompt": "a tiny test", "cache_key": "emb1-oracle",
-                          "encoder": {"text_dim": 16, "text_2_dim": 1472}})  # fmt: skip
-    from render.core.hashing import file_sha256
-
-    lr = torch.randn(1, 32, t, h, w, generator=g)
-    named = [{"kind": "embeddings", "path": str(emb), "sha256": file_sha256(emb)}]
-    lat = write_artifact(tmp_path / "w" / "latents" / "l.safetensors", "latents", {"latents": lr},
-                         {"stage": "render", "prompt": "a tiny test", "seed": seed, "render_key": "lat1-oracle",
-                          "inputs": named})  # fmt: skip
+    t, seed = 2, 1234
+    lat, lr, tensors = _base_artifacts(tmp_path / "w", lr_hw, 1472, seed)
+    mask, mask_2 = tensors["prompt_embeds_mask"], tensors["prompt_embeds_mask_2"]
     engine = Engine(_config_only_base(tmp_path / "base"), sr_model=weights)
     out = engine.upscale([lat], engine.settings(sr=target, device="cpu"), workdir=tmp_path / "w").outcomes[0]
     assert out.status == "done", out.error

@@ -330,6 +330,10 @@ class Family:
         """The upsampler on the meta device, for the memory plan."""
         raise unsupported(self.name, "super-resolution")
 
+    def upscaler_shapes(self, up: Upscaler) -> tuple[Shapes, list[Path]]:
+        """(its DiT's tensor shapes under diffusers' names, the files read): headers only, for the checks."""
+        raise unsupported(self.name, "super-resolution")
+
     def upscalers_in(self, path: Path) -> dict[str, Path]:
         """Targets of the super-resolution models in a folder (either layout) -> where, for `hyv models check`."""
         return {}

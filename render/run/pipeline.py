@@ -22,7 +22,7 @@ from render.files.workdir import Workdir
 from render.run import runindex
 from render.run.session import Session
 from render.run.spec import RunRequest
-from render.run.upscaling import check_upscale, refuse_parallel, upscale_stage
+from render.run.upscaling import check_upscale, upscale_stage
 from render.stages.decode import DecodeJob, check_latents_file, check_output, decode_jobs
 from render.stages.encode import EncodeJob, encode_jobs, find_existing, plan_job
 from render.stages.render import RenderJob, render_jobs
@@ -121,7 +121,7 @@ def upscale(engine: Session, req: RunRequest) -> Report:
     target = settings.upscale.sr
     if target is None:
         raise UsageError("no super-resolution target: give --to 720p or --to 1080p")
-    refuse_parallel(engine)
+    check_upscale(engine, [], settings)  # the SR model there and whole
     wd, _ = _begin(replace(req, use_cache=False))
     report = Report()
     jobs: list[UpscaleJob] = []

@@ -45,7 +45,7 @@ class Session(Models):
         self.loads: Counter[str] = Counter()  # how many times each component was loaded
         self.clock = 1000.0  # the timestep the DiT computes now (set by the sampling loop through `tick`)
         self._held: dict[str, Loaded] = {}  # "encode" | "render" | "decode" -> the loaded model
-        self._checked: set[str] = set()
+        self._checked: set[str | tuple[str, str]] = set()
         self._identities: dict[tuple[str, ...], str] = {}
         self._encode_stage: TextEncoderStage | None = None
         self._dit_info: DiTInfo | None = None
@@ -126,6 +126,15 @@ class Session(Models):
         if target not in self._upscalers:
             self._upscalers[target] = self.family.find_upscaler(self.model, target, self.spec.sr_model)
         return self._upscalers[target]
+
+    def require_upscaler(self, target: str) -> None:
+        """Check once that the super-resolution model is whole (headers against its configs: a truncated file is
+        one line before any work, not after hours of rendering)."""
+        from render.model.check import require_upscaler
+
+        if ("upscale", target) not in self._checked:
+            require_upscaler(self.family, self.upscaler_info(target))
+            self._checked.add(("upscale", target))
 
     def upscaled_size(self, target: str, height: int, width: int) -> tuple[int, int]:
         """(H, W) of the video a base video of height x width upscales to; a SettingsError when there is none."""

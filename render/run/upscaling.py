@@ -25,6 +25,7 @@ def check_upscale(engine: Session, sizes: list[tuple[int, int]], settings: Setti
     if target is None:
         return
     refuse_parallel(engine)
+    engine.require_upscaler(target)
     for s in dict.fromkeys(sizes):
         engine.upscaled_size(target, *s)
 

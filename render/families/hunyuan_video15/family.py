@@ -300,6 +300,14 @@ class HunyuanVideo15(Family):
         with torch.device("meta"):
             return upsampler.build(upsampler.read_config(up.components[1]))
 
+    def upscaler_shapes(self, up: Upscaler) -> tuple[dict[str, tuple[int, ...]], list[Path]]:
+        from render.families.hunyuan_video15 import sr_models
+        from render.model.weightfiles import folder_shapes, weight_files
+
+        d = up.components[0]
+        shapes = sr_models.diffusers_shapes(d) if up.layout == "original" else folder_shapes(d)
+        return shapes, weight_files(d)
+
     def upscalers_in(self, path: Path) -> dict[str, Path]:
         from render.families.hunyuan_video15 import sr_models
 

@@ -93,6 +93,8 @@ def test_bad_inputs_are_one_line_errors(sr_model: Path, tiny_model: Path, tmp_pa
          "24x24 has no super-resolution bucket"),
         (["upscale", v1["latents"], "--to", "720p", "--model", tiny_model], "not available for HunyuanVideo models"),
         (["run", PROMPT, "--model", sr_model, *SIZE, "--sr", "4k"], "unknown super-resolution target '4k'"),
+        (["run", PROMPT, "--model", sr_model, *SIZE[:2], "--height", "36", "--width", "60", "--sr", "1080p",
+          "--no-tiling"], "decoded with VAE tiling"),
     ]  # fmt: skip
     base = init_tiny(tmp_path / "no-sr", "HunyuanVideo-1.5", preset="tiny")
     cases.append((["run", PROMPT, "--model", base, *SIZE, "--sr", "720p"], "no super-resolution model for 720p"))
@@ -135,6 +137,23 @@ def test_an_interrupted_upscale_continues_from_its_checkpoint(sr_model: Path, tm
     assert json.loads(_manifest(resumed.latents))["resumed_from"] == 4
     whole = Engine(sr_model).upscale([Path(lat["latents"])], engine.settings(sr="720p"), workdir=tmp_path / "b")
     assert torch.equal(load_file(resumed.latents)["latents"], load_file(whole.outcomes[0].latents)["latents"])
+
+
+def test_plan_of_the_released_configs_covers_1080p(tmp_path: Path) -> None:
+    """The SR DiT at 1072x1904 (247,163 video tokens a step, no dense mask) and the VAE decode at that size, with
+    tiling (untiled it would need hundreds of GB: refused above), on the released 1.5 configs."""
+    from render.engine import Engine
+    from tests.real_configs import write_real_configs_15
+
+    engine = Engine(write_real_configs_15(tmp_path / "real", "720p"))
+    settings = engine.settings(size="720p", sr="1080p", device="cuda")
+    plan = engine.plan(settings, ("upscale", "decode"))
+    assert plan.upscaled == ("1080p", 1072, 1904)
+    up, dec = plan.stage("upscale"), plan.stage("decode")
+    assert [c.name for c in up.components] == ["transformer", "upsampler"]
+    assert 16e9 < up.weights < 17e9  # 8.3B in bf16
+    assert up.peaks["group"] < 24e9 < up.peaks["none"] < 48e9  # a 24 GB card streams its blocks, 48 GB holds it
+    assert dec.peaks["none"] < 24e9
 
 
 def _manifest(path: Path) -> str:

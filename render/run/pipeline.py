@@ -104,7 +104,7 @@ def decode(engine: Session, req: RunRequest) -> Report:
         if item.latents is None:
             out.fail("nothing to decode: the item has no latents")
             continue
-        check_latents_file(item.latents)  # every input checked before the VAE loads
+        check_latents_file(item.latents, settings.decode)  # every input checked before the VAE loads
         if item.output is not None:
             check_output(item.output, settings.decode)
         out.latents = item.latents

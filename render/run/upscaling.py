@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from render.core.errors import UsageError
+from render.core.errors import SettingsError, UsageError
 from render.core.progress import Progress
 from render.core.settings import Settings
 from render.files.workdir import Workdir
@@ -26,6 +26,8 @@ def check_upscale(engine: Session, sizes: list[tuple[int, int]], settings: Setti
         return
     refuse_parallel(engine)
     engine.require_upscaler(target)
+    if engine.upscaler_info(target).facts.get("decode_tiling") == "required" and not settings.decode.tiling:
+        raise SettingsError(f"--sr {target} videos are decoded with VAE tiling (see `hyv plan`); leave out --no-tiling")
     for s in dict.fromkeys(sizes):
         engine.upscaled_size(target, *s)
 

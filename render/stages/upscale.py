@@ -306,6 +306,8 @@ def _upscale_one(ctx: UpscaleContext, p: _Planned, s: RenderSettings, meter: Sta
         "height": p.latent[0] * ctx.s_ratio,
         "width": p.latent[1] * ctx.s_ratio,
         "speed": {"attention": s.attention},
+        # what `hyv decode` must do with these latents (1080p: tile, else the VAE needs hundreds of GB)
+        **({"decode_tiling": "required"} if up.facts.get("decode_tiling") == "required" else {}),
         "device": str(dit.device),
         "versions": versions(),
         "base": p.manifest,

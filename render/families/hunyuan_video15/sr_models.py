@@ -117,6 +117,7 @@ def _hyv(d: Path) -> Upscaler:
     v = VERSIONS[target]
     config = _read_json(d / "transformer" / "config.json")
     facts = {
+        **_decode(target),
         "lr_target": int(sr.get("lr_target", v.lr_target)),
         "hr_target": int(sr.get("hr_target", v.hr_target)),
         "noise": float(sr.get("noise", NOISE)),
@@ -134,8 +135,13 @@ def _original(root: Path, target: str) -> Upscaler:
     tcfg = _read_json(t / "config.json")
     hr = SIZE_MAP.get(str(tcfg.get("ideal_resolution")), v.hr_target)
     config = diffusers_config(tcfg, folder_shapes(t), hr, t)
-    facts = {"lr_target": v.lr_target, "hr_target": hr, "noise": NOISE, "from": v.folder}
+    facts = {**_decode(target), "lr_target": v.lr_target, "hr_target": hr, "noise": NOISE, "from": v.folder}
     return Upscaler(target, str(root), "original", (t, u), config, v.steps, SHIFT, facts)
+
+
+def _decode(target: str) -> dict[str, Any]:
+    """1080p cannot be decoded without tiling (the VAE's activations: ~446 GB for 121 frames by the memory plan)."""
+    return {"decode_tiling": "required"} if target == "1080p" else {}
 
 
 def diffusers_config(

@@ -106,6 +106,61 @@ def test_bad_inputs_are_one_line_errors(sr_model: Path, tiny_model: Path, tmp_pa
         assert not any(p.is_file() for p in wd.rglob("*")), list(wd.rglob("*"))  # nothing written
 
 
+def test_a_batch_on_two_workers_upscales_what_one_process_does(sr_model: Path, tmp_path: Path, cli: Cli) -> None:
+    """--gpus carries --sr and the items' own settings (a seed, two videos of one prompt) through to the upscale."""
+    from render.scale.workers import cpu_threads
+    from tests.test_scaling import assert_same_artifacts, threads
+
+    batch = tmp_path / "batch.jsonl"
+    fox = {"prompt": "a red fox runs through snowy woods", "num_videos": 2}
+    batch.write_text(json.dumps({"prompt": PROMPT, "seed": 11}) + "\n" + json.dumps(fox) + "\n")
+    args = ["run", "--prompts", batch, "--model", sr_model, *SIZE[:8], "--sr", "720p", "--device", "cpu", "--json"]
+    two = _json(cli(*args, "--workdir", tmp_path / "two", "--gpus", "2"))
+    with threads(cpu_threads(2)):
+        one = _json(cli(*args, "--workdir", tmp_path / "one"))
+    assert two["made"] == one["made"] == 3
+    assert [v["seed"] for v in two["videos"]] == [11, 42, 43]
+    assert all(load_file(v["latents"])["latents"].shape[-2:] == (9, 15) for v in two["videos"])
+    assert_same_artifacts(tmp_path / "one", tmp_path / "two")
+
+
+def test_a_batch_on_ray_upscales_what_one_process_does(sr_model: Path, tmp_path: Path, cli: Cli) -> None:
+    """--ray carries --sr: render actors, then the same actors upscale (their DiT freed), then decode."""
+    if os.environ.get("CI") != "true":
+        pytest.importorskip("ray")
+    from tests.conftest import hyv_proc
+    from tests.ray_harness import local_cluster
+    from tests.test_scaling import assert_same_artifacts, threads
+
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text("".join(json.dumps({"prompt": PROMPT, "seed": s}) + "\n" for s in (1, 2)))
+    args = ["run", "--prompts", batch, "--model", sr_model, *SIZE[:8], "--sr", "720p", "--json", "--workdir"]
+    with threads(1):  # Ray gives each actor of 1 CPU one thread
+        local = _json(cli(*args, tmp_path / "local"))
+    with local_cluster(Path(f"/tmp/hyv-ray-sr-{os.getpid()}")) as cluster:
+        p = hyv_proc(*args, tmp_path / "ray", "--ray", cluster.address, env={"HYV_CACHE_DIR": str(tmp_path / "c")})
+    assert p.returncode == 0, p.stderr[-3000:]
+    on_ray = json.loads(p.stdout)
+    assert on_ray["made"] == local["made"] == 2
+    assert [v["base_latents"] is not None for v in on_ray["videos"]] == [True, True]
+    assert_same_artifacts(tmp_path / "local", tmp_path / "ray")
+
+
+def test_serve_requests_take_sr(sr_model: Path) -> None:
+    """A job may ask for super-resolution ("sr"): it is part of its key and its batch group; jobs without it keep
+    their keys."""
+    from render.engine import Engine
+    from serve.spec import RequestError, parse
+
+    engine = Engine(sr_model)
+    plain, sr = parse({"prompt": PROMPT}, engine), parse({"prompt": PROMPT, "sr": "720p"}, engine)
+    assert sr.settings.upscale.sr == "720p" and plain.settings.upscale.sr is None
+    assert sr.key("m") != plain.key("m") and sr.group() != plain.group()
+    assert "upscale" not in json.dumps(plain.request())
+    with pytest.raises(RequestError, match="unknown super-resolution target"):
+        parse({"prompt": PROMPT, "sr": "8k"}, engine)
+
+
 class _Interrupt:
     """A progress that interrupts (as Ctrl-C) at its `n`th step."""
 

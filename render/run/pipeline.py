@@ -131,7 +131,7 @@ def upscale(engine: Session, req: RunRequest) -> Report:
         if item.latents is None:
             out.fail("nothing to upscale: the item has no latents", bad_input=True)
             continue
-        jobs.append(UpscaleJob(item.latents, out, label=item.name))
+        jobs.append(UpscaleJob(item.latents, out, label=item.name, embeddings=item.embeddings))
     upscale_stage(engine, jobs, settings, wd, progress)
     for out in report.outcomes:
         out.path = out.latents if out.status in ("done", "skipped") else None

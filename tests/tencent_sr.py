@@ -6,13 +6,14 @@ repository (HYV_TENCENT_HV15: Tencent-Hunyuan/HunyuanVideo-1.5; checked at commi
     python tests/tencent_sr.py fixture DIR --version 720p_sr_distilled
         tiny random weights built with Tencent's classes, saved in Tencent's layout:
         DIR/transformer/<version>/ and DIR/upsampler/<version>/ (config.json + diffusion_pytorch_model.safetensors)
-    python tests/tencent_sr.py run DIR INPUTS.pt OUT.pt --version 720p_sr_distilled
+    python tests/tencent_sr.py run DIR INPUTS.pt OUT.pt --version 720p_sr_distilled [--i2v]
         loads them with Tencent's loader (`HunyuanVideo_1_5_Pipeline.load_sr_transformer_upsampler`), runs the
         pipeline to latents with the given inputs, writes {"hr_latents", "upsampled", "timesteps"}
 
 What is given instead of computed (bound methods replaced on the pipeline; Tencent's code does all the rest): the
 prompt's embeddings (encode_prompt, _prepare_byt5_embeddings), the initial noise (prepare_latents' `latents`), the
-re-noising draw (`torch.randn_like` inside add_noise_to_lq: Tencent's draws from the unseeded global RNG). Shims that
+re-noising draw (`torch.randn_like` inside add_noise_to_lq: Tencent's draws from the unseeded global RNG); with --i2v
+the reference image's latents and SigLIP tokens (get_image_condition_latents, _prepare_vision_states). Shims that
 touch no numerics: a `torchvision` stub (imported at module level, used for image-to-video only), a parallel state
 without sequence parallelism (the default builds a CUDA device mesh), `target_dtype` float32 (Tencent hard-codes
 bfloat16, whose CPU rounding would dominate a 1e-4 comparison). Attention is Tencent's own ("flash" falls back to
@@ -146,6 +147,13 @@ def run(args: argparse.Namespace) -> None:
             torch.randn_like = real
 
     pipe.add_noise_to_lq = given_draw
+    reference = None
+    if args.i2v:
+        from PIL import Image
+
+        reference = Image.new("RGB", (64, 64))
+        pipe.get_image_condition_latents = lambda task, ref, h, w: inputs["image_latents"]
+        pipe._prepare_vision_states = lambda img, res, latents, dev: inputs["vision_states"]
     calls = []
     forward = transformer.forward
 
@@ -156,7 +164,8 @@ def run(args: argparse.Namespace) -> None:
     transformer.forward = traced
     with torch.no_grad():
         out = pipe(prompt="a tiny test", video_length=inputs["video_length"], lq_latents=inputs["lr_latents"],
-                   output_type="latent", seed=0, enable_vae_tile_parallelism=False)  # fmt: skip
+                   reference_image=reference, output_type="latent", seed=0,
+                   enable_vae_tile_parallelism=False)  # fmt: skip
     torch.save({"hr_latents": out.videos.float(), "upsampled": seen["upsampled"].float(), "timesteps": calls},
                args.out)  # fmt: skip
 
@@ -169,6 +178,7 @@ def main() -> None:
     p.add_argument("out", nargs="?")
     p.add_argument("--version", default="720p_sr_distilled")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--i2v", action="store_true")
     args = p.parse_args()
     shims(os.environ["HYV_TENCENT_HV15"])
     fixture(args) if args.cmd == "fixture" else run(args)

@@ -346,3 +346,36 @@ def test_upscale_equals_tencents_sr_pipeline(target: str, lr_hw: tuple[int, int]
     print(f"{target}: hyv vs Tencent's HunyuanVideo_1_5_SR_Pipeline: relative L2 {rel:.3e}, max abs "
           f"{float((ours - ref).abs().max()):.3e}, |ref| max {float(ref.abs().max()):.3f}")  # fmt: skip
     assert rel < 1e-4
+
+
+@pytest.mark.skipif(TENCENT is None, reason="HYV_TENCENT_HV15 (a checkout of Tencent's HunyuanVideo-1.5) not given")
+def test_image_to_video_inputs_equal_tencents(tmp_path: Path) -> None:
+    """The image-to-video seam of the family's SR pass (the reference image's latents in frame 0 of the image
+    condition, its SigLIP tokens as the DiT's image tokens), run through hyv's loop, against Tencent's pipeline with
+    the same image inputs given (nothing in hyv makes them yet: the image-to-video work will)."""
+    from render.families.hunyuan_video15 import HUNYUAN_VIDEO_15, sr_models
+    from render.sampling.sample import denoise
+
+    weights = tmp_path / "tencent"
+    _tencent("fixture", weights, "--version", "720p_sr_distilled")
+    _, lr, tensors = _base_artifacts(tmp_path / "w", (480, 848), 1472, seed=9)
+    g = torch.Generator().manual_seed(6)
+    image, vision = torch.randn(1, 32, 1, 45, 80, generator=g), torch.randn(1, 8, 12, generator=g)
+    up = sr_models.find(weights, "720p")
+    assert up is not None
+    dit, ups = HUNYUAN_VIDEO_15.load_upscaler(up, torch.float32)
+    cond = {**tensors, "image_embeds": vision}
+    made = HUNYUAN_VIDEO_15.upscale_inputs(up, cond, lr, ups, (45, 80), 9, False, torch.device("cpu"),
+                                           torch.float32, image_latents=image)  # fmt: skip
+    ours = denoise(dit, made.scheduler, made.latents, made.inputs, cfg_scale=1.0, start=0, end=up.steps)
+    gen = torch.Generator("cpu").manual_seed(9)
+    noise, renoise = torch.randn(ours.shape, generator=gen), torch.randn(ours.shape, generator=gen)
+    torch.save({"video_length": 5, "lr_latents": lr, "init_noise": noise, "renoise": renoise,
+                "prompt_embeds": tensors["prompt_embeds"], "prompt_mask": tensors["prompt_embeds_mask"],
+                "byt5_embeds": tensors["prompt_embeds_2"], "byt5_mask": tensors["prompt_embeds_mask_2"],
+                "image_latents": image, "vision_states": vision}, tmp_path / "inputs.pt")  # fmt: skip
+    _tencent("run", weights, tmp_path / "inputs.pt", tmp_path / "out.pt", "--version", "720p_sr_distilled", "--i2v")
+    ref = torch.load(tmp_path / "out.pt")["hr_latents"]
+    rel = float((ours - ref).norm() / ref.norm())
+    print(f"720p image-to-video: hyv vs Tencent's pipeline: relative L2 {rel:.3e}")
+    assert rel < 1e-4

@@ -320,10 +320,12 @@ class Family:
         trim: bool,
         device: Any,
         dtype: Any,
+        image_latents: Any = None,
     ) -> UpscaleInputs:
-        """The loop's start: the prompt's conditioning `cond` (the embeddings artifact's tensors), the base video's
-        latents [1, C, T, h, w], the upsampler on `device`, the upscaled latent size (H, W), the item's seed (every
-        random draw comes from it), `trim`: drop the text padding."""
+        """The loop's start: the prompt's conditioning `cond` (the embeddings artifact's tensors; image-to-video: its
+        image tokens too), the base video's latents [1, C, T, h, w], the upsampler on `device`, the upscaled latent
+        size (H, W), the item's seed (every random draw comes from it), `trim`: drop the text padding;
+        `image_latents`: image-to-video's reference image latents at the upscaled size [1, C, 1, H, W]."""
         raise unsupported(self.name, "super-resolution")
 
     def plan_upsampler(self, up: Upscaler) -> Any:

@@ -287,10 +287,13 @@ class HunyuanVideo15(Family):
         trim: bool,
         device: Any,
         dtype: Any,
+        image_latents: Any = None,
     ) -> UpscaleInputs:
         from render.families.hunyuan_video15.sr import upscale_inputs
 
-        return upscale_inputs(self, up, cond, lr_latents, upsampler, hr_latent, seed, trim, device, dtype)
+        return upscale_inputs(
+            self, up, cond, lr_latents, upsampler, hr_latent, seed, trim, device, dtype, image_latents
+        )
 
     def plan_upsampler(self, up: Upscaler) -> Any:
         import torch

@@ -137,7 +137,7 @@ def _skip_if_done(p: _Planned, progress: Progress) -> bool:
     assert out.latents is not None
     if not is_valid(out.latents, "latents"):
         return False
-    out.status, out.step = "skipped", p.job.out.step
+    out.status = "skipped"
     progress.item("skipped", _label(p))
     return True
 

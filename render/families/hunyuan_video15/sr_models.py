@@ -80,6 +80,8 @@ def find(root: Path, target: str) -> Upscaler | None:
 def found_in(root: Path) -> dict[str, Path]:
     """target -> folder of every SR model in `root` (for `hyv models check`)."""
     out: dict[str, Path] = {}
+    if (root / SR_JSON).is_file():  # an sr-<target>/ folder itself
+        return {_hyv(root).target: root}
     for target, v in VERSIONS.items():
         if (hyv_folder(root, target) / SR_JSON).is_file():
             out[target] = hyv_folder(root, target)

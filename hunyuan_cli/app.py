@@ -43,6 +43,7 @@ def main_callback(
 
 app.command(rich_help_panel="Stages")(stages.encode)
 app.command(rich_help_panel="Stages")(stages.render)
+app.command(rich_help_panel="Stages")(stages.upscale)
 app.command(rich_help_panel="Stages")(stages.decode)
 app.command(rich_help_panel="Stages")(stages.run)
 rewrite_cmd.register(app)

@@ -47,6 +47,7 @@ _PANELS = {
 _PANELS |= {"decode": "Output", "placement": "Placement"}
 _PANELS |= {"weights": "Weights", "dryrun": "Options", "plan": "Options"}
 _PANELS |= {"parallel": "Scaling", "scale": "Scaling", "speed": "Speed", "image": "Options"}
+_PANELS |= {"sr": "Super-resolution", "to": "Super-resolution", "srmodel": "Super-resolution"}
 
 
 def optional(typ: Any, *names: str, help: str, **kw: Any) -> Any:
@@ -135,6 +136,14 @@ OPTIONS: dict[str, tuple[str, Any]] = {
                           "PSNR, e.g. 30db [default: 30db when calibrated]."),
     "attention": _opt("speed", str, "--attention", help=_ATTENTION),
     "compile": _opt("speed", bool, "--compile", help="torch.compile the DiT's repeated blocks (regional)."),
+    # super-resolution between render and decode (docs/super-resolution.md)
+    "sr": _opt("sr", str, "--sr", help="Upscale before decoding: 720p (from 480p videos) or 1080p (from 720p ones), "
+               "with the model's SR weights [default: off].", metavar="720p|1080p"),
+    "to": _opt("to", str, "--to", help="The target: 720p (takes 480p latents) or 1080p (takes 720p latents).",
+               metavar="720p|1080p"),
+    "sr_model": _opt("srmodel", Path, "--sr-model", help="Folder of the SR models (Tencent's transformer/"
+                     "<v>_sr_distilled + upsampler/, or hyv's sr-<target>/) [default: the model's folder].",
+                     metavar="DIR"),
     # scaling out (docs/scaling.md)
     "parallel": _opt("parallel", str, "--parallel", help="One video over torchrun's ranks: ulysses:N, ring:N or "
                      "ulysses:A,ring:B (torchrun --nproc_per_node=N -m hunyuan_cli ...)."),
@@ -150,11 +159,14 @@ GROUPS = {
     "decode": ("target", "output", "decode", "placement"),
     "run": ("target", "output", "cache", "resume", "rewrite", "frames", "size", "render", "speed", "encode", "decode",
             "placement", "parallel", "scale"),
-    "plan": ("target", "frames", "size", "render", "encode", "decode", "placement", "weights", "plan"),
+    "plan": ("target", "frames", "size", "render", "encode", "decode", "placement", "weights", "plan", "sr",
+             "srmodel"),
+    # upscale: its own options and, of the others, the render settings it uses (by name)
+    "upscale": ("target", "to", "srmodel", "placement", "save_every", "attention"),
     "calibrate": ("target", "frames", "size", "render", "encode", "decode", "placement"),
 }
 GROUPS["render"] += ("weights",)
-GROUPS["run"] += ("weights", "dryrun", "image")
+GROUPS["run"] += ("weights", "dryrun", "image", "sr", "srmodel")
 
 
 @dataclass(frozen=True)
@@ -185,6 +197,7 @@ class StageOptions:
     parallel: str | None = None  # --parallel: context parallel under torchrun
     gpus: int | None = None  # --gpus: local worker processes
     ray: str | None = None  # --ray: a Ray cluster's address
+    sr_model: Path | None = None  # --sr-model: where the super-resolution models are
 
     def variant(self) -> DiTVariant:
         """The DiT's weight variant (LoRA files checked here, inside the command's error reporting)."""
@@ -192,6 +205,9 @@ class StageOptions:
 
 
 def _build(**given: Any) -> StageOptions:
+    if given.get("to") is not None:  # `hyv upscale --to`: the same setting as `hyv run --sr`
+        given["sr"] = given["to"]
+    given.pop("to", None)
     flags = Flags(**{k: given.pop(k) for k in list(given) if OPTIONS[k][0] not in _OWN_GROUPS})
     weights = {k: given.pop(k, None) for k in ("fp8", "dit", "lora")}
     mode = given.pop("rewrite", None)
@@ -215,16 +231,18 @@ def _build(**given: Any) -> StageOptions:
         parallel=given.get("parallel"),
         gpus=given.get("gpus"),
         ray=given.get("ray"),
+        sr_model=given.get("sr_model"),
     )
 
 
 _OWN_GROUPS = ("target", "cache", "resume", "rewrite", "output", "weights", "dryrun", "plan", "parallel", "scale",
-               "image")  # fmt: skip
+               "image", "srmodel")  # fmt: skip
 
 
 def stage_options(command: str) -> Callable[[F], F]:
     """Give a stage command the options of its groups, passed as one `opts: StageOptions`."""
-    return bundle("opts", {n: ann for n, (g, ann) in OPTIONS.items() if g in GROUPS[command]}, _build)
+    wanted = GROUPS[command]
+    return bundle("opts", {n: ann for n, (g, ann) in OPTIONS.items() if g in wanted or n in wanted}, _build)
 
 
 def bundle(param: str, options: dict[str, Any], build: Callable[..., Any]) -> Callable[[F], F]:

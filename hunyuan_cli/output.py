@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from render.files.batch import LineError
 
 # What each command makes: the key of its rows in the JSON object, and the noun of its messages.
-MAKES = {"encode": "embeddings", "render": "latents", "decode": "videos", "run": "videos"}
+MAKES = {"encode": "embeddings", "render": "latents", "upscale": "latents", "decode": "videos", "run": "videos"}
 
 
 def report_line_errors(errors: list[LineError]) -> None:

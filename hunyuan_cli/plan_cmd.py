@@ -26,7 +26,7 @@ def plan(*, opts: StageOptions) -> None:
 
             if not torch.cuda.is_available():
                 flags = Flags(**{**vars(flags), "device": "cuda"})
-        engine = Engine(opts.model, variant=opts.variant())
+        engine = Engine(opts.model, variant=opts.variant(), sr_model=opts.sr_model)
         quiet_libraries()
         show_plan(engine, engine.settings(flags), opts)
 
@@ -57,6 +57,8 @@ def _print_table(source: str, s: dict[str, Any]) -> None:
         return f"{n / div:.2f}"
 
     title = f"memory plan ({unit}): {source}, {s['frames']}x{s['height']}x{s['width']}"
+    if s.get("sr"):
+        title += f" -> --sr {s['sr']['to']}: {s['sr']['height']}x{s['sr']['width']}"
     if s["weights_variant"]:
         title += f", DiT {s['weights_variant']}"
     t = Table("stage", "device", "weights", "activ.", *modes, title=title, caption="peak per --offload mode")

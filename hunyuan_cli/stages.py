@@ -36,7 +36,7 @@ def _execute(command: str, opts: StageOptions, inputs: Callable[[], _Inputs], **
         from render.core.errors import UsageError
         from render.engine import Engine
 
-        engine = Engine(opts.model, variant=opts.variant(), parallel=opts.parallel)
+        engine = Engine(opts.model, variant=opts.variant(), parallel=opts.parallel, sr_model=opts.sr_model)
         settings = engine.settings(opts.flags)
         if opts.dry_run:
             from hunyuan_cli.plan_cmd import show_plan
@@ -114,6 +114,19 @@ LatentsArgs = Annotated[
 ]
 
 
+@stage_options("upscale")
+def upscale(latents: LatentsArgs, *, opts: StageOptions) -> None:
+    """Latents -> upscaled latents (super-resolution): --to 720p takes 480p latents, --to 1080p 720p ones; the text
+    conditions are those of the embeddings the latents were rendered from. Then `hyv decode`."""
+
+    def gather() -> _Inputs:
+        from render.core.items import Item
+
+        return _Inputs([Item(latents=p, source=str(p)) for p in latents])
+
+    _execute("upscale", opts, gather)
+
+
 @stage_options("decode")
 def decode(latents: LatentsArgs, *, opts: StageOptions) -> None:
     """Latents -> an mp4 per artifact (or --format png: a folder of frames), with a manifest beside it."""
@@ -128,7 +141,8 @@ def decode(latents: LatentsArgs, *, opts: StageOptions) -> None:
 
 @stage_options("run")
 def run(prompts: PromptArgs = None, prompts_file: PromptsFileOpt = None, *, opts: StageOptions) -> None:
-    """All stages: (rewrite ->) encode -> render -> decode, stage-major (one model in memory at a time)."""
+    """All stages: (rewrite ->) encode -> render (-> upscale with --sr) -> decode, stage-major (one model in memory
+    at a time)."""
 
     def gather() -> _Inputs:
         got = _prompts(prompts, prompts_file)()

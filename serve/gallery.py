@@ -18,7 +18,7 @@ from render.core.errors import HyvError
 from render.files.artifacts import read_manifest
 
 MAX_VIDEOS = 200
-SAMPLING = ("frames", "height", "width", "steps", "guidance", "shift", "cfg_scale")
+SAMPLING = ("frames", "height", "width", "steps", "guidance", "shift", "cfg_scale", "sr")
 
 
 def videos(workdir: Path, limit: int = MAX_VIDEOS) -> list[dict[str, Any]]:

@@ -63,11 +63,14 @@ class JobSpec:
     def key(self, model_identity: str) -> str:
         """The content key of the job: the same videos asked for the same way give the same key, whether a
         setting was named or left to its default."""
+        settings = dataclasses.asdict(self.settings)
+        if self.settings.upscale.sr is None:  # the keys of jobs without super-resolution stay what they were
+            settings.pop("upscale")
         return key_of(
             KEY_VERSION,
             {
                 "model": model_identity,
-                "settings": dataclasses.asdict(self.settings),
+                "settings": settings,
                 "items": [
                     {"prompt": it.prompt, "name": it.name, **_video_fields(self.item_settings(it)), **_image(it)}
                     for it in self.items
@@ -89,7 +92,7 @@ class JobSpec:
         per-item must be equal."""
         s = self.settings
         neutral = replace(s.render, **{k: getattr(DEFAULTS.render, k) for k in ITEM_OVERRIDES})
-        return (s.encode, neutral, s.decode)
+        return (s.encode, neutral, s.decode, s.upscale)
 
     def without(self, name: str) -> dict[str, Any]:
         """The request without one setting (e.g. `stop_at`: the request that continues a preview)."""

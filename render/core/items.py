@@ -43,7 +43,8 @@ class Outcome:
     embeddings: Path | None = None
     key: str | None = None  # the embeddings' content key
     cached: bool = False  # the embeddings were found (cache or workdir), not encoded now
-    latents: Path | None = None
+    latents: Path | None = None  # with super-resolution: the upscaled latents (the ones decoded)
+    base_latents: Path | None = None  # with super-resolution: the base video's latents
     step: int | None = None  # denoising steps done
     checkpoint: Path | None = None
     preview: Path | None = None
@@ -62,6 +63,7 @@ class Outcome:
         def s(p: Path | None) -> str | None:
             return str(p) if p is not None else None
 
+        base = {"base_latents": s(self.base_latents)} if self.base_latents is not None else {}
         return {
             "prompt": self.prompt if self.prompt is not None else self.item.prompt,
             "source": self.item.source,
@@ -79,6 +81,7 @@ class Outcome:
             "video": s(self.video),
             "manifest": s(self.manifest),
             "error": self.error,
+            **base,
         }
 
 

@@ -11,7 +11,15 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from render.core.errors import ModelNotFoundError, SettingsError
-from render.core.settings import DecodeSettings, EncodeSettings, Placement, Profile, RenderSettings, Settings
+from render.core.settings import (
+    DecodeSettings,
+    EncodeSettings,
+    Placement,
+    Profile,
+    RenderSettings,
+    Settings,
+    UpscaleSettings,
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,8 @@ class Flags:
     compile: bool | None = None  # regional torch.compile of the DiT's blocks
     # encode
     text_len: int | None = None
+    # super-resolution between render and decode (720p or 1080p)
+    sr: str | None = None
     # decode
     fps: int | None = None
     format: str | None = None
@@ -145,6 +155,7 @@ def resolve_settings(
 
     asked_size = any(k in given for k in ("height", "width", "size"))
     render = replace(build(RenderSettings), size_multiple=profile.size_multiple, fit_image=not asked_size)
-    s = Settings(encode=build(EncodeSettings), render=render, decode=build(DecodeSettings))
+    upscale = UpscaleSettings(sr=given.get("sr"))
+    s = Settings(encode=build(EncodeSettings), render=render, decode=build(DecodeSettings), upscale=upscale)
     s.check()
     return s

@@ -35,6 +35,7 @@ ATTENTION_CHOICES = (
 OFFLOAD_MODES = ("none", "model", "group", "sequential", "auto")  # render.model.offload
 CONCRETE_MODES = ("none", "model", "group", "sequential")
 EXACT_ATTENTION = ("auto", "masked", "native", "flash", "flash_varlen", "flex", "_native_cudnn")
+SR_TARGETS = ("720p", "1080p")  # super-resolution (--sr, `hyv upscale --to`): the families that have it take these
 MAX_VIDEOS = 10_000  # videos of one prompt in one run: more is a typo, not a plan
 
 # Settings a .jsonl item may override for itself, with their types (`name`, the file-name label, is an item field).
@@ -207,17 +208,31 @@ class DecodeSettings:
 
 
 @dataclass(frozen=True)
+class UpscaleSettings:
+    """Super-resolution between render and decode (`hyv run --sr`, `hyv upscale --to`): the target, or None (off).
+    It runs on the render stage's placement and attention kernel; its steps and shift are its model's."""
+
+    sr: str | None = None
+
+    def check(self) -> None:
+        if self.sr is not None and self.sr not in SR_TARGETS:
+            raise SettingsError(f"unknown super-resolution target {self.sr!r}; use {' or '.join(SR_TARGETS)}")
+
+
+@dataclass(frozen=True)
 class Settings:
     """The settings of every stage, resolved once (`render.core.resolve.resolve_settings`) and checked."""
 
     encode: EncodeSettings = field(default_factory=EncodeSettings)
     render: RenderSettings = field(default_factory=RenderSettings)
     decode: DecodeSettings = field(default_factory=DecodeSettings)
+    upscale: UpscaleSettings = field(default_factory=UpscaleSettings)
 
     def check(self) -> None:
         self.encode.check()
         self.render.check()
         self.decode.check()
+        self.upscale.check()
 
 
 def _is_quality(text: str) -> bool:

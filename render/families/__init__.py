@@ -42,6 +42,11 @@ def family_named(name: str) -> Family:
     raise UsageError(f"unknown family {name!r}; use one of {', '.join(f.name for f in FAMILIES)}")
 
 
+def upscaler_family(path: Path) -> Family | None:
+    """The family whose super-resolution models a folder holds (either layout), or None."""
+    return next((f for f in FAMILIES if f.upscalers_in(path)), None)
+
+
 def resolve_model(spec: str | Path | None) -> ModelRef:
     """Find the model: --model, else HYV_MODEL, else the bundled demo model."""
     spec = str(spec) if spec else os.environ.get("HYV_MODEL") or None

@@ -17,6 +17,7 @@ from render.core.errors import ModelNotFoundError, WeightsError
 from render.model.family import Family
 
 if TYPE_CHECKING:
+    from render.model.family import Upscaler
     from render.model.ref import ModelRef
     from render.model.variant import DiTVariant
 
@@ -134,3 +135,39 @@ def check_stage(model: ModelRef, family: Family, stage: str, variant: DiTVariant
         )
     if problems:
         raise WeightsError(problems[0].detail)
+
+
+def check_upscaler(family: Family, up: Upscaler) -> list[Status]:
+    """The statuses of a super-resolution model's DiT and upsampler (`sr <target> transformer` / `upsampler`): their
+    tensors (headers only) against the modules their configs build on the meta device."""
+    from render.model.weightfiles import safetensors_shapes, weight_files
+
+    out = []
+    for part, d in zip(("transformer", "upsampler"), up.components, strict=True):
+        st = Status(f"sr {up.target} {part}")
+        try:
+            if part == "transformer":
+                shapes, files = family.upscaler_shapes(up)
+                meta = meta_module(family.component_classes["transformer"], dict(up.config), d)
+            else:
+                files = weight_files(d)
+                if not files:
+                    raise ModelNotFoundError(f"{d} holds no weight files")
+                shapes = safetensors_shapes(files[0])
+                meta = family.plan_upsampler(up)
+            st.files, st.bytes = [str(f) for f in files], sum(f.stat().st_size for f in files)
+            compare(expected_shapes(meta), shapes, ", ".join(st.files) if len(files) <= 2 else str(d))
+        except WeightsError as exc:
+            st.state, st.detail = "corrupt", str(exc)
+        except ModelNotFoundError as exc:
+            st.state, st.detail = "missing", str(exc)
+        out.append(st)
+    return out
+
+
+def require_upscaler(family: Family, up: Upscaler) -> None:
+    """Raise one line when a super-resolution model is missing a part or holds a file that does not fit."""
+    bad = [s for s in check_upscaler(family, up) if s.state != "ok"]
+    if bad:
+        err = ModelNotFoundError if bad[0].state == "missing" else WeightsError
+        raise err(f"the {up.target} super-resolution model in {up.source} is {bad[0].state}: {bad[0].detail}")

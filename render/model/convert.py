@@ -37,6 +37,8 @@ def convert_model(
     try:
         tmp.mkdir(parents=True)
         family.convert_original(src, tmp, max_shard_size)
+        if family.upscalers_in(src.path):  # its super-resolution models too (hyv's layout: sr-<target>/)
+            family.convert_upscalers(src.path, tmp, max_shard_size)
         hyv = src.hyv_json()
         hyv.pop("transformer", None)  # the converted config holds what the original layout could not
         if hyv:
@@ -49,6 +51,35 @@ def convert_model(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dst
+
+
+def convert_upscalers(
+    src: Path, family: Family, dst: Path, *, force: bool = False, max_shard_size: str = SHARD
+) -> list[str]:
+    """Write the super-resolution models `src` holds in the family's original layout to `dst` in hyv's layout (each
+    checked first); atomic. Returns their targets."""
+    from render.model.check import require_upscaler
+
+    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())) and not force:
+        raise UsageError(f"{dst} exists and is not empty; choose another directory or pass --force")
+    found = [family.find_upscaler(ModelRef(src, str(src)), t, src) for t in family.upscalers_in(src)]
+    found = [up for up in found if up.layout == ORIGINAL]
+    if not found:
+        raise UsageError(f"{src} holds no {family.name} super-resolution model in the original layout: nothing to do")
+    for up in found:
+        require_upscaler(family, up)
+    tmp = tmp_path_for(dst)
+    try:
+        tmp.mkdir(parents=True)
+        done = family.convert_upscalers(src, tmp, max_shard_size)
+        if dst.is_dir():
+            shutil.rmtree(dst)
+        elif dst.exists():
+            dst.unlink()
+        tmp.rename(dst)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return done
 
 
 def save_component(

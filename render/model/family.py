@@ -11,6 +11,9 @@ A family says:
   cache hooks, its VAE's tiling knobs, the inputs the memory plan runs its modules on;
 - its admin tools: tiny models, original -> diffusers conversion, downloads, text encoder extraction.
 
+- super-resolution (optional): where its SR models are (`find_upscaler`), the size they make, loading them, the
+  inputs of their sampling loop and their memory plan, converting and fetching them.
+
 Optional abilities raise a UsageError naming the family (`unsupported`).
 """
 
@@ -119,6 +122,36 @@ class StepInputs:
     per_step: Any = None  # Callable[[int, Tensor x_in [B, C, T, H, W], Tensor timesteps [N]], dict] or None
     start: Any = None  # Callable[[noise [B, C, T, H, W]], latents at step 0] or None (the noise itself)
     after_step: Any = None  # Callable[[latents after a step], latents] or None (e.g. a clean first frame put back)
+    # `hidden` when it depends on the step: Callable[[int, Tensor x_in, Tensor timesteps [N]], Tensor [B, C_in, ...]]
+    # (super-resolution drops its low-resolution condition below a timestep); used instead of `hidden` when set
+    hidden_at: Any = None
+
+
+@dataclass(frozen=True)
+class Upscaler:
+    """A family's super-resolution model for one target, as found in a folder (nothing loaded): what the upscale
+    stage and the plan need to know before any weight loads."""
+
+    target: str  # "720p", "1080p": what `--sr` / `--to` names
+    source: str  # the folder it was found in, for messages and manifests
+    layout: str  # "diffusers" (hyv's converted layout) or "original" (the family's release layout, loaded in place)
+    components: tuple[Path, ...]  # the folders holding its weights (their identity goes into every upscale key)
+    config: Mapping[str, Any]  # its DiT's config in diffusers' terms
+    steps: int
+    shift: float
+    facts: Mapping[str, Any] = field(default_factory=dict)  # what else the family records (buckets, noise, ...)
+
+
+@dataclass
+class UpscaleInputs:
+    """What one upscale's sampling loop starts from: its initial latents [1, C, T, H, W], the DiT's inputs, the
+    schedule (an object with `timesteps`, `sigmas`, `set_begin_index` and `step`, as diffusers' schedulers have),
+    and what the manifest records of how they were made (seeds, noise)."""
+
+    latents: Any
+    inputs: StepInputs
+    scheduler: Any
+    record: dict[str, Any] = field(default_factory=dict)
 
 
 def unsupported(family: str, what: str) -> UsageError:
@@ -313,6 +346,64 @@ class Family:
         """One forward of the DiT on the meta tensors `kwargs` (a family whose forward makes data-dependent choices
         runs its blocks on the shapes those choices give)."""
         return module(return_dict=False, **kwargs)[0]
+
+    # ------------------------------------------------------------------ super-resolution (optional)
+
+    upscale_targets: tuple[str, ...] = ()  # what `--sr` takes for this family ("720p", "1080p")
+
+    def find_upscaler(self, model: ModelRef, target: str, where: Path | None) -> Upscaler:
+        """The super-resolution model for `target`: in `where` (a folder given with --sr-model) or the model's
+        folder; a ModelNotFoundError naming what was looked for when there is none."""
+        raise unsupported(self.name, "super-resolution")
+
+    def upscaled_size(self, model: ModelRef, up: Upscaler, height: int, width: int) -> tuple[int, int]:
+        """(H, W) in pixels of the upscaled video of a base video of height x width; a SettingsError when the
+        upscaler takes no video of that size."""
+        raise unsupported(self.name, "super-resolution")
+
+    def load_upscaler(self, up: Upscaler, dtype: Any) -> tuple[Any, Any]:
+        """(the SR DiT in `dtype`, the upsampler) on the CPU."""
+        raise unsupported(self.name, "super-resolution")
+
+    def upscale_inputs(
+        self,
+        up: Upscaler,
+        cond: Mapping[str, Any],
+        lr_latents: Any,
+        upsampler: Any,
+        hr_latent: tuple[int, int],
+        seed: int,
+        trim: bool,
+        device: Any,
+        dtype: Any,
+        image: Mapping[str, Any] | None = None,
+    ) -> UpscaleInputs:
+        """The loop's start: the prompt's conditioning `cond` (the embeddings artifact's tensors), the base video's
+        latents [1, C, T, h, w], the upsampler on `device`, the upscaled latent size (H, W), the item's seed (every
+        random draw comes from it), `trim`: drop the text padding; `image`: image-to-video's first frame, its image
+        artifact's tensors framed for the upscaled size."""
+        raise unsupported(self.name, "super-resolution")
+
+    def plan_upsampler(self, up: Upscaler) -> Any:
+        """The upsampler on the meta device, for the memory plan."""
+        raise unsupported(self.name, "super-resolution")
+
+    def upscaler_shapes(self, up: Upscaler) -> tuple[Shapes, list[Path]]:
+        """(its DiT's tensor shapes under diffusers' names, the files read): headers only, for the checks."""
+        raise unsupported(self.name, "super-resolution")
+
+    def upscalers_in(self, path: Path) -> dict[str, Path]:
+        """Targets of the super-resolution models in a folder (either layout) -> where, for `hyv models check`."""
+        return {}
+
+    def convert_upscalers(self, src: Path, out: Path, max_shard_size: str) -> list[str]:
+        """Write the original-layout super-resolution models found in `src` into `out` in hyv's layout; returns
+        their targets."""
+        raise unsupported(self.name, "super-resolution")
+
+    def upscaler_fetch_list(self, targets: tuple[str, ...]) -> list[Any]:
+        """What `hyv models download --sr T` fetches (render.model.download.Fetch)."""
+        raise unsupported(self.name, "super-resolution")
 
     # ------------------------------------------------------------------ admin tools
 

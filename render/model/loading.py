@@ -11,7 +11,7 @@ from typing import Any
 
 from render.core.placement import resolve_placement
 from render.core.settings import Placement
-from render.model.family import Family, TextEncoders
+from render.model.family import Family, TextEncoders, Upscaler
 from render.model.offload import place
 from render.model.ref import ModelRef
 from render.model.variant import DiTVariant
@@ -27,6 +27,7 @@ class Loaded:
     placement: Placement
     hooks: list[Any] = field(default_factory=list)  # model offloading: offload() parks it on the CPU
     state: Any = None  # the DiT's: what speed settings were applied to it (render.stages.speed.DiTState)
+    parts: dict[str, Any] = field(default_factory=dict)  # what loads with it (super-resolution: its upsampler)
 
 
 def load_text_encoders(model: ModelRef, family: Family, placement: Placement, offload: str = "none") -> TextEncoders:
@@ -49,6 +50,17 @@ def load_transformer(
         enable_fp8_storage(tr, dtype)
     hook = place(tr, offload, device)
     return Loaded(tr, device, dtype, placement, [hook] if hook is not None else [])
+
+
+def load_upscaler(family: Family, up: Upscaler, placement: Placement, offload: str = "none") -> Loaded:
+    """A super-resolution model: its DiT placed by `offload` (no weight variant: fp8, GGUF and LoRAs are the base
+    DiT's), its upsampler whole on the device in float32 (`parts["upsampler"]`; a few MB)."""
+    device, dtype = resolve_placement(placement, "render")
+    dit, upsampler = family.load_upscaler(up, dtype)
+    hook = place(dit, offload, device)
+    upsampler.to(device)
+    parts = {"upsampler": upsampler, "target": up.target, "source": up.source}
+    return Loaded(dit, device, dtype, placement, [hook] if hook is not None else [], parts=parts)
 
 
 def load_vae(model: ModelRef, family: Family, placement: Placement, offload: str = "none") -> Loaded:

@@ -12,7 +12,7 @@ from render.plan.planner import Plan, StagePlan
 
 if TYPE_CHECKING:
     from render.core.settings import Settings
-    from render.model.family import Family
+    from render.model.family import Family, Upscaler
     from render.model.ref import ModelRef
     from render.model.variant import DiTVariant
 
@@ -42,24 +42,37 @@ def make_plan(
     settings: Settings,
     variant: DiTVariant,
     stages: tuple[str, ...] = ("encode", "render", "decode"),
+    upscaler: Upscaler | None = None,
 ) -> Plan:
-    """The plan for these settings (sizes, text length, tiling, each stage's device and dtype) and DiT variant."""
-    from render.plan.planner import plan_decode, plan_encode, plan_render
+    """The plan for these settings (sizes, text length, tiling, each stage's device and dtype) and DiT variant.
+    `upscaler`: super-resolution's model (settings.upscale.sr): the "upscale" stage runs it at the upscaled size,
+    and the decode is planned at that size."""
+    from render.plan.planner import plan_decode, plan_encode, plan_render, plan_upscale
 
     r = settings.render
-    latent = latent_shape(r.frames, r.height, r.width, family.vae_factors(model))
+    factors = family.vae_factors(model)
+    latent = latent_shape(r.frames, r.height, r.width, factors)
     out = Plan(r.frames, r.height, r.width, [], variant.describe(family.fp8_kind(model, variant)))
+    decoded = latent
+    if upscaler is not None:
+        height, width = family.upscaled_size(model, upscaler, r.height, r.width)
+        decoded = latent_shape(r.frames, height, width, factors)
+        out.upscaled = (upscaler.target, height, width)
     for stage in stages:
-        placement = getattr(settings, stage).placement
+        placement = getattr(settings, "render" if stage == "upscale" else stage).placement
         device = plan_device(placement.device)
-        dtype: Any = _dtype(stage, device, placement.dtype)
+        dtype: Any = _dtype("render" if stage == "upscale" else stage, device, placement.dtype)
         if stage == "encode":
             size = (r.height, r.width)
             out.stages.append(plan_encode(model, family, device, dtype, settings.encode, r.frames, size))
         elif stage == "render":
             out.stages.append(plan_render(model, family, variant, device, dtype, latent, settings.encode.text_len))
+        elif stage == "upscale":
+            if upscaler is None:
+                raise ValueError("an upscale stage is planned with its upscaler")
+            out.stages.append(plan_upscale(family, upscaler, device, dtype, decoded, settings.encode.text_len))
         else:
-            out.stages.append(plan_decode(model, family, device, dtype, latent, settings.decode.tiling))
+            out.stages.append(plan_decode(model, family, device, dtype, decoded, settings.decode.tiling))
     return out
 
 
@@ -104,6 +117,7 @@ def summary(plan: Plan, free: int | None) -> dict[str, object]:
         "frames": plan.frames,
         "height": plan.height,
         "width": plan.width,
+        **({"sr": dict(zip(("to", "height", "width"), plan.upscaled, strict=True))} if plan.upscaled else {}),
         "weights_variant": plan.variant,
         "stages": stages,
         "run_peak_bytes": run_peak,

@@ -25,7 +25,7 @@ from render.plan.tracker import FusedAttention, MemoryTracker, memoize_forward, 
 
 if TYPE_CHECKING:
     from render.core.settings import EncodeSettings
-    from render.model.family import Family
+    from render.model.family import Family, Upscaler
     from render.model.ref import ModelRef
     from render.model.variant import DiTVariant
 
@@ -65,6 +65,7 @@ class Plan:
     width: int
     stages: list[StagePlan]
     variant: dict[str, Any] = field(default_factory=dict)
+    upscaled: tuple[str, int, int] | None = None  # super-resolution: (target, height, width)
 
     def stage(self, name: str) -> StagePlan:
         return next(s for s in self.stages if s.stage == name)
@@ -226,6 +227,31 @@ def plan_render(
         act += max(linears, default=0) * dtype.itemsize  # one layer dequantised for its forward
     comp = _component("transformer", m, sizes, act)
     return StagePlan("render", device, str(dtype).removeprefix("torch."), (comp,), _peaks((comp,), device))
+
+
+def plan_upscale(
+    family: Family, up: Upscaler, device: str, dtype: torch.dtype, latent: tuple[int, ...], text_len: int
+) -> StagePlan:
+    """Super-resolution at the upscaled latent size `latent`: its DiT (the family's inputs, its condition channels
+    included) and its upsampler (float32, run once before the loop on the resized latents)."""
+    from render.model.check import meta_module
+
+    config = dict(up.config)
+    m = _cast(meta_module(family.component_classes["transformer"], config, up.components[0]), dtype)
+    kwargs = family.plan_dit_inputs(config, latent, text_len, dtype)
+    act = _run(lambda: family.plan_dit_forward(m, kwargs), device)
+    lat = 1
+    for d in latent:
+        lat *= d
+    cond = int(config["in_channels"]) - latent[1]  # the condition channels, held twice (with and without the LR part)
+    act += lat * (3 * 4 + 2 * dtype.itemsize) + 2 * (lat // latent[1]) * cond * 4
+    dit = _component("transformer", m, _storage(m, dtype), act)
+    ups = _cast(family.plan_upsampler(up), torch.float32)
+    x = _meta(tuple(latent), torch.float32)
+    act_u = _run(lambda: ups(x), device) + 2 * lat * 4  # + the resized input and the noise draw
+    upsampler = _component("upsampler", ups, _storage(ups, torch.float32), act_u)
+    comps = (dit, upsampler)
+    return StagePlan("upscale", device, str(dtype).removeprefix("torch."), comps, _peaks(comps, device))
 
 
 def plan_decode(

@@ -49,6 +49,7 @@ class LocalEngine(Session):
         attention_kwargs: dict[str, Any] | None = None,
         variant: DiTVariant | None = None,
         parallel: str | None = None,
+        sr_model: str | Path | None = None,
     ) -> None:
         """`model`: a directory, a hub id, a ModelRef, or None ($HYV_MODEL, else the bundled demo model).
         `cache`: a diffusers cache config (e.g. `FirstBlockCacheConfig(threshold=0.05)`) applied to the DiT with
@@ -56,11 +57,13 @@ class LocalEngine(Session):
         `variant`: the DiT's weights (FP8, a GGUF or original file, LoRAs); part of every render key.
         `parallel` ("ulysses:N", "ring:N", "ulysses:A,ring:B"): context parallel over the ranks of a torchrun
         job (render.sampling.parallel); every rank makes the same calls, rank 0 does the work and the others
-        mirror its DiT forwards."""
+        mirror its DiT forwards. `sr_model`: a folder holding the super-resolution models (default: the model's
+        own folder)."""
         from render.families import resolve_model
 
         ref = model if isinstance(model, ModelRef) else resolve_model(model)
-        spec = EngineSpec(ref, policy, cache, attention_kwargs, variant or DiTVariant())
+        where = Path(sr_model).expanduser().resolve() if sr_model is not None else None
+        spec = EngineSpec(ref, policy, cache, attention_kwargs, variant or DiTVariant(), where)
         super().__init__(spec, parallel)
 
     @classmethod
@@ -73,6 +76,7 @@ class LocalEngine(Session):
             cache=spec.cache,
             attention_kwargs=spec.attention_kwargs,
             variant=spec.variant,
+            sr_model=spec.sr_model,
         )
 
     def request(
@@ -138,6 +142,21 @@ class LocalEngine(Session):
         from render.run import pipeline
 
         return pipeline.decode(self, self.request(items, settings, workdir, "decode", progress=progress))
+
+    @_mirrored
+    def upscale(
+        self,
+        items: Sequence[ItemLike],
+        settings: Settings | None = None,
+        *,
+        workdir: str | Path = "hyv-out",
+        progress: Progress | None = None,
+    ) -> Report:
+        """Latents -> upscaled latents (super-resolution to `settings.upscale.sr`), one outcome per item; the text
+        conditions are those of the embeddings each was rendered from."""
+        from render.run import pipeline
+
+        return pipeline.upscale(self, self.request(items, settings, workdir, "render", progress=progress))
 
     @_mirrored
     def run(

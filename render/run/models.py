@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from render.core.placement import release_memory
 from render.core.settings import Placement
-from render.model.family import Family, TextEncoders
-from render.model.loading import Loaded, load_text_encoders, load_transformer, load_vae
+from render.model.family import Family, TextEncoders, Upscaler
+from render.model.loading import Loaded, load_text_encoders, load_transformer, load_upscaler, load_vae
 from render.model.ref import ModelRef
 from render.model.variant import DiTVariant
 
@@ -93,6 +93,25 @@ class Models:
             return dit
 
         return self._get("render", placement, load)
+
+    def upscaler(self, up: Upscaler, placement: Placement) -> Loaded:
+        """A super-resolution model (its DiT with hyv's attention processors; its upsampler in `parts`), held as
+        the "upscale" stage's model: another target or placement reloads it."""
+        from render.sampling.attention import install_processors
+        from render.stages.speed import DiTState
+
+        held = self._held.get("upscale")
+        if held is not None and held.placement == placement and held.parts.get("source") == up.source and (
+            held.parts.get("target") == up.target
+        ):
+            return held
+        self.free("upscale")
+        loaded = load_upscaler(self.family, up, placement, self.offload_mode("upscale", placement))
+        self.loads["upscaler"] += 1
+        install_processors(loaded.module, self.family)
+        loaded.state = DiTState()
+        self._held["upscale"] = loaded
+        return loaded
 
     def vae(self, placement: Placement, *, tiling: bool) -> Loaded:
         def load() -> Loaded:

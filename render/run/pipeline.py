@@ -24,10 +24,12 @@ from render.run import runindex
 from render.run.firstframes import encode_images, first_frame, given_image
 from render.run.session import Session
 from render.run.spec import RunRequest
+from render.run.upscaling import check_upscale, upscale_stage
 from render.stages.decode import DecodeJob, check_latents_file, check_output, decode_jobs
 from render.stages.encode import EncodeJob, encode_jobs, find_existing, plan_job
 from render.stages.images import ImageJob
 from render.stages.render import RenderJob, render_jobs
+from render.stages.upscale import UpscaleJob
 
 
 @dataclass
@@ -116,7 +118,7 @@ def decode(engine: Session, req: RunRequest) -> Report:
         if item.latents is None:
             out.fail("nothing to decode: the item has no latents")
             continue
-        check_latents_file(item.latents)  # every input checked before the VAE loads
+        check_latents_file(item.latents, settings.decode)  # every input checked before the VAE loads
         if item.output is not None:
             check_output(item.output, settings.decode)
         out.latents = item.latents
@@ -124,6 +126,29 @@ def decode(engine: Session, req: RunRequest) -> Report:
     _decode(engine, jobs, settings, wd, progress)
     for out in report.outcomes:
         out.path = out.video
+    return report
+
+
+def upscale(engine: Session, req: RunRequest) -> Report:
+    """Latents -> upscaled latents (super-resolution to `settings.upscale.sr`), one outcome per item."""
+    items, settings, progress = req.items, req.settings, req.progress
+    target = settings.upscale.sr
+    if target is None:
+        raise UsageError("no super-resolution target: give --to 720p or --to 1080p")
+    check_upscale(engine, [], settings)  # the SR model there and whole
+    wd, _ = _begin(replace(req, use_cache=False))
+    report = Report()
+    jobs: list[UpscaleJob] = []
+    for item in items:
+        out = Outcome(item)
+        report.outcomes.append(out)
+        if item.latents is None:
+            out.fail("nothing to upscale: the item has no latents", bad_input=True)
+            continue
+        jobs.append(UpscaleJob(item.latents, out, label=item.name, embeddings=item.embeddings))
+    upscale_stage(engine, jobs, settings, wd, progress)
+    for out in report.outcomes:
+        out.path = out.latents if out.status in ("done", "skipped") else None
     return report
 
 
@@ -136,6 +161,7 @@ def run(engine: Session, req: RunRequest) -> Report:
     engine.require(*engine.family.components_for(engine.model))  # a missing VAE: said before hours of rendering
     prepared, jobs = _run_jobs(engine, items, settings, report, wd, outputs=True)
     _check_fits(engine, prepared, settings)
+    check_upscale(engine, [(p.settings.height, p.settings.width) for p in prepared], settings)  # before any work
     negatives = _negative_jobs(engine, prepared)
     _encode(engine, jobs + list(negatives.values()), wd, use_cache, progress, report)
     encode_images(engine, [p.image for p in prepared if p.image], settings, wd, use_cache, progress)
@@ -143,6 +169,11 @@ def run(engine: Session, req: RunRequest) -> Report:
     _render(
         engine, [p for p in prepared if p.embeddings is not None], negatives, wd, resume, progress, report
     )
+    if settings.upscale.sr is not None:  # the base videos' latents -> the upscaled ones, which are decoded
+        labels = {id(p.item): p.label for p in prepared}
+        finished = [o for o in report.outcomes if o.status in ("done", "skipped") and o.latents is not None]
+        up = [UpscaleJob(o.latents, o, labels.get(id(o.item)), o.embeddings) for o in finished if o.latents]
+        upscale_stage(engine, up, settings, wd, progress)
     to_decode: list[DecodeJob] = []
     for out in report.outcomes:
         if out.status in ("done", "skipped") and out.latents is not None:

@@ -48,8 +48,18 @@ def run_key(engine: Session, item: Item, s: RenderSettings, settings: Settings) 
             "placement": [asdict(settings.encode.placement), asdict(s.placement)],
             "calibration": key_of("cal", engine.calibration()) if s.cache != "none" else None,
             **engine.sampling_extras(),
+            **_upscale_record(engine, settings),
         },
     )
+
+
+def _upscale_record(engine: Session, settings: Settings) -> dict[str, Any]:
+    """With --sr: the target and the SR model's folder (its weights are identified when it runs); nothing without
+    (the keys of runs without super-resolution stay what they were)."""
+    target = settings.upscale.sr
+    if target is None:
+        return {}
+    return {"sr": target, "sr_model": str(engine.spec.sr_model) if engine.spec.sr_model else None}
 
 
 def lookup(engine: Session, items: list[Item], settings: Settings, wd: Workdir) -> Report | None:

@@ -17,6 +17,7 @@ from render.core.placement import check_devices
 from render.core.resolve import Flags, resolve_settings
 from render.core.settings import Placement, Settings
 from render.families import family_of
+from render.model.family import Upscaler
 from render.model.loading import Loaded, check_components
 from render.run.models import Models
 from render.run.spec import POLICIES, EngineSpec
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from render.stages.encode import TextEncoderStage
     from render.stages.images import ImageStage
     from render.stages.render import DiTInfo, RenderContext
+    from render.stages.upscale import UpscaleContext
 
 
 class Session(Models):
@@ -44,12 +46,13 @@ class Session(Models):
         self.loads: Counter[str] = Counter()  # how many times each component was loaded
         self.clock = 1000.0  # the timestep the DiT computes now (set by the sampling loop through `tick`)
         self._held: dict[str, Loaded] = {}  # "encode" | "render" | "decode" -> the loaded model
-        self._checked: set[str] = set()
+        self._checked: set[str | tuple[str, str]] = set()
         self._identities: dict[tuple[str, ...], str] = {}
         self._encode_stage: TextEncoderStage | None = None
         self._dit_info: DiTInfo | None = None
         self._variant_record: dict[str, Any] | None = None
         self._plan_settings: Settings | None = None  # what --offload auto plans for (the last call's settings)
+        self._upscalers: dict[str, Upscaler] = {}
         self.parallel = None
         if parallel is not None:
             if spec.cache is not None:
@@ -118,11 +121,37 @@ class Session(Models):
             self._variant_record = self.variant.describe(self.family.fp8_kind(self.model, self.variant))
         return {**extras, "weights": self._variant_record} if self._variant_record else extras
 
-    def plan(self, settings: Settings | None = None, stages: Sequence[str] = ("encode", "render", "decode")) -> Plan:
-        """The memory plan for these settings: each stage's peak device memory under each offload mode."""
+    def upscaler_info(self, target: str) -> Upscaler:
+        """The super-resolution model for a target, found (in --sr-model's folder, else the model's), not loaded:
+        a one-line error when there is none or the family has no super-resolution."""
+        if target not in self._upscalers:
+            self._upscalers[target] = self.family.find_upscaler(self.model, target, self.spec.sr_model)
+        return self._upscalers[target]
+
+    def require_upscaler(self, target: str) -> None:
+        """Check once that the super-resolution model is whole (headers against its configs: a truncated file is
+        one line before any work, not after hours of rendering)."""
+        from render.model.check import require_upscaler
+
+        if ("upscale", target) not in self._checked:
+            require_upscaler(self.family, self.upscaler_info(target))
+            self._checked.add(("upscale", target))
+
+    def upscaled_size(self, target: str, height: int, width: int) -> tuple[int, int]:
+        """(H, W) of the video a base video of height x width upscales to; a SettingsError when there is none."""
+        return self.family.upscaled_size(self.model, self.upscaler_info(target), height, width)
+
+    def plan(self, settings: Settings | None = None, stages: Sequence[str] | None = None) -> Plan:
+        """The memory plan for these settings: each stage's peak device memory under each offload mode (with
+        super-resolution, its stage too, and the decode at the upscaled size)."""
         from render.plan import make_plan
 
-        return make_plan(self.model, self.family, settings or self.settings(), self.variant, tuple(stages))
+        s = settings or self.settings()
+        target = s.upscale.sr
+        if stages is None:
+            stages = ("encode", "render", "upscale", "decode") if target else ("encode", "render", "decode")
+        up = self.upscaler_info(target) if target and ("upscale" in stages or "decode" in stages) else None
+        return make_plan(self.model, self.family, s, self.variant, tuple(stages), up)
 
     def offload_mode(self, stage: str, placement: Placement) -> str:
         """The placement's offload mode; "auto": the plan's first mode that fits the device's free memory (the
@@ -190,6 +219,31 @@ class Session(Models):
             scheduler=self.scheduler,
             prepare=lambda dit, s: speed.prepare(dit, s, self.family, calibration, lambda: int(self.clock)),
             extras=self.sampling_extras(),
+            tick=self.tick,
+            attention_kwargs=self.attention_kwargs,
+            preload=lambda: self.family.preload("render"),
+        )
+
+    def upscale_context(self, target: str) -> UpscaleContext:
+        from render.core.hashing import weights_identity
+        from render.stages import speed
+        from render.stages.upscale import UpscaleContext
+
+        up = self.upscaler_info(target)
+        key = ("upscale", up.source, target)
+        if key not in self._identities:
+            self._identities[key] = weights_identity(*up.components)
+        _, _, s_ratio = self.family.vae_factors(self.model)
+        return UpscaleContext(
+            family=self.family,
+            up=up,
+            source=self.model.source,
+            identity=self._identities[key],
+            channels=self.family.vae_factors(self.model)[0],
+            s_ratio=s_ratio,
+            size=lambda h, w: self.family.upscaled_size(self.model, up, h, w),
+            dit=lambda placement: self.upscaler(up, placement),
+            prepare=lambda dit, s: speed.prepare(dit, s, self.family, {}, lambda: int(self.clock)),
             tick=self.tick,
             attention_kwargs=self.attention_kwargs,
             preload=lambda: self.family.preload("render"),

@@ -24,6 +24,7 @@ class EngineSpec:
     cache: Any = None  # a diffusers cache config applied to the DiT when it loads (`Engine(cache=...)`)
     attention_kwargs: dict[str, Any] | None = field(default=None, hash=False)  # given to every DiT forward
     variant: DiTVariant = field(default_factory=DiTVariant)  # the DiT's weights (fp8, a GGUF file, LoRAs)
+    sr_model: Path | None = None  # where the super-resolution models are (None: in the model's folder)
 
 
 @dataclass

@@ -83,7 +83,10 @@ def denoise(
             if before_step is not None:
                 before_step(i, t)
             x_in = latents.to(tdtype)
-            hidden = inputs.hidden(x_in) if inputs.hidden is not None else x_in  # [B, C_in, T, H, W]
+            if inputs.hidden_at is not None:  # the DiT's input depends on the step (super-resolution)
+                hidden = inputs.hidden_at(i, x_in, timesteps)  # [B, C_in, T, H, W]
+            else:
+                hidden = inputs.hidden(x_in) if inputs.hidden is not None else x_in  # [B, C_in, T, H, W]
             extra = inputs.per_step(i, x_in, timesteps) if inputs.per_step is not None else {}
             timestep = t.expand(latents.shape[0]).to(latents.dtype)  # [B]
             where = {"step_index": i, "num_inference_steps": len(timesteps)}  # for hooks that need it (TeaCache)

@@ -7,7 +7,8 @@ Stage-major over the cluster, as a local `run` is over one device:
    the DiT once; the driver hands the next item to whichever actor is free, so the batch flows at the cluster's
    pace; an item whose actor dies (its node lost, killed) goes to another actor (its checkpoints, with
    --save-every, are continued from).
-3. decode: the same actors, their DiT freed first, one latents file at a time.
+3. upscale (with --sr): the same actors, their DiT freed first, loading the SR model once each.
+4. decode: the same actors, their DiT (or SR model) freed first, one latents file at a time.
 The work directory, the model directory and the embedding cache must be on a file system every node shares:
 the actors run hyv's own stages there, from the driver's working directory, so names and manifests are those of a
 local run. Progress comes back with each result; an item that fails fails as it would locally.
@@ -104,6 +105,9 @@ class _Batch:
             for i in ready:
                 merged.add(i, rendered[i].outcomes)
             ray.get([a.free.remote("render") for a in actors if a not in self.dead])
+            if self.ctx.request.settings.upscale.sr is not None:
+                self._upscale(ray, actors, merged.outcomes())
+                ray.get([a.free.remote("upscale") for a in actors if a not in self.dead])
             self._decode(ray, actors, merged.outcomes())
         finally:
             for a in actors:
@@ -128,6 +132,21 @@ class _Batch:
                 failed.add(i)
                 merged.add(i, [out])
         return [i for i in range(len(self.items)) if i not in failed]
+
+    def _upscale(self, ray: Any, actors: list[Any], outcomes: list[Outcome]) -> None:
+        """Upscale every rendered video's latents (--sr), as `run` does; the outcome then names the upscaled
+        latents (decoded next) and the base ones."""
+        todo = [o for o in outcomes if o.status in ("done", "skipped") and o.latents is not None]
+        done = self._stage(
+            ray, actors, "upscale", list(range(len(todo))),
+            lambda a, n: a.upscale.remote(todo[n].latents, todo[n].item.label, todo[n].embeddings),
+        )  # fmt: skip
+        for n, out in enumerate(todo):
+            u = done[n].outcomes[0]
+            if u.status == "failed":
+                out.fail(u.error or "upscale failed")
+                continue
+            out.base_latents, out.latents, out.status = out.latents, u.latents, u.status
 
     def _decode(self, ray: Any, actors: list[Any], outcomes: list[Outcome]) -> None:
         """Decode every rendered video (a preview for a render stopped at --stop-at), as `run` does."""
@@ -247,6 +266,11 @@ class StageActor:
             [item], r.settings, workdir=r.workdir, resume=r.resume, use_cache=r.use_cache, progress=c.progress
         )
         return report, c.events
+
+    def upscale(self, latents: Path, label: str, embeddings: Path | None) -> tuple[Report, list[Any]]:
+        c, r = Collector(), self.ctx.request
+        item = Item(latents=latents, name=label, embeddings=embeddings, source=str(latents))
+        return self.engine.upscale([item], r.settings, workdir=r.workdir, progress=c.progress), c.events
 
     def decode(self, latents: Path) -> tuple[Report, list[Any]]:
         c, r = Collector(), self.ctx.request

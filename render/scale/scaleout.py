@@ -11,6 +11,21 @@ from render.run.local import LocalEngine
 from render.run.spec import RunRequest
 
 
+def _check_upscale(engine: LocalEngine, req: RunRequest) -> None:
+    """With --sr: the SR model and every item's size checked here, before any worker or node starts."""
+    from render.core.errors import SettingsError
+    from render.run.upscaling import check_upscale
+
+    sizes = []
+    for item in req.items:
+        try:
+            s = req.settings.render.with_overrides(item.overrides)
+        except SettingsError:
+            continue  # the item fails on its own, as in one process
+        sizes.append((s.height, s.width))
+    check_upscale(engine, sizes, req.settings)
+
+
 def run_scaled(engine: LocalEngine, req: RunRequest, *, gpus: int | None, ray: str | None) -> Report:
     if engine.parallel is not None:
         raise UsageError(
@@ -19,6 +34,7 @@ def run_scaled(engine: LocalEngine, req: RunRequest, *, gpus: int | None, ray: s
         )
     if gpus is not None and ray is not None:
         raise UsageError("--gpus runs local worker processes, --ray a Ray cluster: use one or the other")
+    _check_upscale(engine, req)
     if ray is not None:
         from render.scale.raycluster import run_on_ray
 

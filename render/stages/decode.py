@@ -236,8 +236,12 @@ def check_output(path: Path, settings: DecodeSettings) -> None:
         raise UsageError(f"-o {path}: the folder {path.parent} {problem}")
 
 
-def check_latents_file(path: Path) -> None:
-    """Raise ArtifactError early for a file that is not latents (before any model loads)."""
-    kind, _ = read_manifest(path)
+def check_latents_file(path: Path, settings: DecodeSettings | None = None) -> None:
+    """Raise ArtifactError early for a file that is not latents (before any model loads); a UsageError for latents
+    whose manifest says they need VAE tiling (upscaled to 1080p) decoded without it."""
+    kind, manifest = read_manifest(path)
     if kind != "latents":
         raise ArtifactError(f"{path} holds {kind}, not latents; `hyv decode` takes latents from `hyv render`")
+    if settings is not None and not settings.tiling and manifest.get("decode_tiling") == "required":
+        size = f"{manifest.get('height')}x{manifest.get('width')}"
+        raise UsageError(f"{path} is {size}: decoding it needs VAE tiling (see `hyv plan`); leave out --no-tiling")

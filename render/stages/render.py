@@ -96,7 +96,7 @@ class _Planned:
     job: RenderJob
     key: str
     manifest: dict[str, Any]  # of the embeddings
-    inputs: list[dict[str, str]]  # provenance: the input artifacts and their hashes
+    inputs: list[dict[str, Any]]  # provenance: the input artifacts and their hashes
 
 
 def render_jobs(
@@ -167,7 +167,14 @@ def _plan(ctx: RenderContext, job: RenderJob, workdir: Workdir) -> _Planned:
     s = job.settings
     _, emb_manifest = read_manifest(job.embeddings, "embeddings")
     ctx.check_embeddings(job.embeddings, emb_manifest, s.frames)
-    inputs = [{"kind": "embeddings", "path": str(job.embeddings), "sha256": file_sha256(job.embeddings)}]
+    inputs: list[dict[str, Any]] = [
+        {
+            "kind": "embeddings",
+            "path": str(job.embeddings),
+            "sha256": file_sha256(job.embeddings),
+            "cache_key": emb_manifest.get("cache_key"),  # where `hyv upscale` finds it when the file is gone
+        }
+    ]
     neg_key = None
     if s.negative_prompt is not None:
         if job.neg_embeddings is None:

@@ -34,3 +34,17 @@ def presets() -> dict[str, dict[str, tuple[int, int]]]:
             w, h = (int(x) for x in aspect.split(":"))
             out[name][aspect] = bucket(h, w, target)
     return out
+
+
+def sr_bucket(height: int, width: int, lr_target: int, hr_target: int, patch: int = PATCH) -> tuple[int, int] | None:
+    """(H, W) of the high-resolution bucket a base video of height x width goes to (Tencent's SR `BucketMap`): the
+    base size must be one of the buckets of `lr_target`; its bucket at `hr_target` is the one whose W/H ratio is
+    nearest (the first of equals, as numpy's argmin). None when the base size is no bucket."""
+    if (width, height) not in crop_sizes(lr_target, patch):
+        return None
+    hr = crop_sizes(hr_target, patch)
+    ratio = float(width) / float(height)
+    ratios = [float(w) / float(h) for w, h in hr]
+    best = min(range(len(hr)), key=lambda i: abs(ratios[i] - ratio))
+    w, h = hr[best]
+    return h, w

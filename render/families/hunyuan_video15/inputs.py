@@ -20,7 +20,7 @@ VISION_TOKENS = 729  # SigLIP's tokens (27 x 27): the zeros of text-to-video, as
 
 
 def step_inputs(
-    family: Family,
+    family: Family,  # HunyuanVideo 1.5's (its conditioning)
     cond: Mapping[str, Any],
     uncond: Mapping[str, Any] | None,
     trim: bool,

@@ -6,6 +6,9 @@ Presets:
 - tiny:                    latent 4 channels, width 16 (2 heads x 8), 2 blocks, VAE 4x/2x: tests.
 - tiny-i2v:                the same as an image-to-video model (a SigLIP image encoder), CFG 6.
 - tiny-i2v-step-distilled: the image-to-video model step-distilled (`use_meanflow`: timestep_r), CFG 1, shift 7.
+- tiny-sr:                 tiny, with its super-resolution models (sr-720p/, sr-1080p/ in hyv's layout: 1.5x its
+                           buckets, then 1.5x again; 6 and 8 steps, as Tencent's).
+- tiny-i2v-sr:             tiny-i2v with them.
 - medium:                  latent 32 channels, width 512 (8 heads x 64), 12 blocks, VAE 16x/4x: benchmarks.
 - medium-i2v, medium-i2v-step-distilled: the same as image-to-video models (benchmarks/i2v_steps.py).
 """
@@ -37,12 +40,15 @@ class Preset:
     kind: str = "t2v"  # t2v | i2v | i2v_step_distilled
     qwen_heads: int = 2
     mrope: tuple[int, int, int] = (1, 1, 2)  # sums to the Qwen head size / 2
+    sr: bool = False  # with super-resolution models (render.families.hunyuan_video15.sr_models)
 
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(4, 2, 8, 2, (2, 2, 4), 16, 4, 32, 12, (16, 16), 4, 2, 32),
     "tiny-i2v": Preset(4, 2, 8, 2, (2, 2, 4), 16, 4, 32, 12, (16, 16), 4, 2, 32, "i2v"),
     "tiny-i2v-step-distilled": Preset(4, 2, 8, 2, (2, 2, 4), 16, 4, 32, 12, (16, 16), 4, 2, 32, "i2v_step_distilled"),
+    "tiny-sr": Preset(4, 2, 8, 2, (2, 2, 4), 16, 4, 32, 12, (16, 16), 4, 2, 32, sr=True),
+    "tiny-i2v-sr": Preset(4, 2, 8, 2, (2, 2, 4), 16, 4, 32, 12, (16, 16), 4, 2, 32, "i2v", sr=True),
     "medium": Preset(32, 8, 64, 12, (16, 24, 24), 1024, 6, 256, 64, (16, 32, 64, 64, 64), 16, 4, 256, "t2v", 16,
                      (8, 12, 12)),
 }
@@ -160,3 +166,11 @@ def write_tiny(directory: Path, preset: str, seed: int) -> None:
     cls = HunyuanVideo15Pipeline if PRESETS[preset].kind == "t2v" else HunyuanVideo15ImageToVideoPipeline
     pipe: Any = cls(**build_components(preset, seed))
     pipe.save_pretrained(str(directory), safe_serialization=True)
+    p = PRESETS[preset]
+    if p.sr:
+        from render.families.hunyuan_video15.sr_models import write_tiny as write_sr
+
+        base = {"latent": p.latent, "heads": p.heads, "head_dim": p.head_dim, "layers": p.layers,
+                "text_dim": p.qwen_hidden, "text_2_dim": p.byt5_dim, "image_dim": p.image_dim,
+                "rope_axes": p.rope_axes, "target_size": p.target_size}  # fmt: skip
+        write_sr(directory, base, seed)

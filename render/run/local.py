@@ -154,9 +154,9 @@ class LocalEngine(Session):
     ) -> Report:
         """Latents -> upscaled latents (super-resolution to `settings.upscale.sr`), one outcome per item; the text
         conditions are those of the embeddings each was rendered from."""
-        from render.run import pipeline
+        from render.run import upscaling
 
-        return pipeline.upscale(self, self.request(items, settings, workdir, "render", progress=progress))
+        return upscaling.upscale(self, self.request(items, settings, workdir, "render", progress=progress))
 
     @_mirrored
     def run(

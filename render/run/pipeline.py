@@ -17,13 +17,12 @@ from render.core.items import Item, Outcome, Report
 from render.core.placement import check_devices
 from render.core.progress import Progress
 from render.core.settings import EncodeSettings, RenderSettings, Settings
-from render.files import cache
 from render.files.artifacts import read_manifest
 from render.files.workdir import Workdir
 from render.run import runindex
 from render.run.firstframes import encode_images, first_frame, given_image
 from render.run.session import Session
-from render.run.spec import RunRequest
+from render.run.spec import RunRequest, begin
 from render.run.upscaling import check_upscale, upscale_stage
 from render.stages.decode import DecodeJob, check_latents_file, check_output, decode_jobs
 from render.stages.encode import EncodeJob, encode_jobs, find_existing, plan_job
@@ -47,22 +46,9 @@ class _Prepared:
     given_image: Path | None = None  # or, for embeddings given to `render`, the artifact they go with
 
 
-def _begin(req: RunRequest) -> tuple[Workdir, bool]:
-    """The work directory, checked writable before any work (a UsageError otherwise), and whether the embedding
-    cache can be used: it is an optimisation, so an unusable cache is a warning and the run goes on without it."""
-
-    wd = Workdir(req.workdir)
-    wd.check_writable()
-    use_cache = req.use_cache
-    if use_cache and (problem := cache.unusable()) is not None:
-        req.progress.warn(f"the embedding cache is not usable ({problem}); running without it")
-        use_cache = False
-    return wd, use_cache
-
-
 def encode(engine: Session, req: RunRequest) -> Report:
     items, settings, progress = req.items, req.settings, req.progress
-    wd, use_cache = _begin(req)
+    wd, use_cache = begin(req)
     report = Report()
     jobs: list[EncodeJob] = []
     images: list[ImageJob] = []
@@ -93,7 +79,7 @@ def encode(engine: Session, req: RunRequest) -> Report:
 
 def render(engine: Session, req: RunRequest) -> Report:
     items, settings, resume, progress = req.items, req.settings, req.resume, req.progress
-    (wd, use_cache), report = _begin(req), Report()
+    (wd, use_cache), report = begin(req), Report()
     engine.require("render")
     prepared = [
         p for item in items if (p := _prepare_given(engine, item, settings, wd, use_cache, report, progress))
@@ -109,7 +95,7 @@ def render(engine: Session, req: RunRequest) -> Report:
 
 def decode(engine: Session, req: RunRequest) -> Report:
     items, settings, progress = req.items, req.settings, req.progress
-    wd, _ = _begin(replace(req, use_cache=False))
+    wd, _ = begin(replace(req, use_cache=False))
     report = Report()
     jobs: list[DecodeJob] = []
     for item in items:
@@ -129,32 +115,9 @@ def decode(engine: Session, req: RunRequest) -> Report:
     return report
 
 
-def upscale(engine: Session, req: RunRequest) -> Report:
-    """Latents -> upscaled latents (super-resolution to `settings.upscale.sr`), one outcome per item."""
-    items, settings, progress = req.items, req.settings, req.progress
-    target = settings.upscale.sr
-    if target is None:
-        raise UsageError("no super-resolution target: give --to 720p or --to 1080p")
-    check_upscale(engine, [], settings)  # the SR model there and whole
-    wd, _ = _begin(replace(req, use_cache=False))
-    report = Report()
-    jobs: list[UpscaleJob] = []
-    for item in items:
-        out = Outcome(item)
-        report.outcomes.append(out)
-        if item.latents is None:
-            out.fail("nothing to upscale: the item has no latents", bad_input=True)
-            continue
-        jobs.append(UpscaleJob(item.latents, out, label=item.name, embeddings=item.embeddings))
-    upscale_stage(engine, jobs, settings, wd, progress)
-    for out in report.outcomes:
-        out.path = out.latents if out.status in ("done", "skipped") else None
-    return report
-
-
 def run(engine: Session, req: RunRequest) -> Report:
     items, settings, resume, progress = req.items, req.settings, req.resume, req.progress
-    (wd, use_cache), report = _begin(req), Report()
+    (wd, use_cache), report = begin(req), Report()
     if not resume and (done := runindex.lookup(engine, items, settings, wd)) is not None:
         return done  # every video is there and whole: nothing loaded, not even torch
     check_devices(settings, "encode", "render", "decode")

@@ -11,6 +11,8 @@ from typing import Any
 from render.core.items import Item
 from render.core.progress import NullProgress, Progress
 from render.core.settings import Settings
+from render.files import cache
+from render.files.workdir import Workdir
 from render.model.ref import ModelRef
 from render.model.variant import DiTVariant
 
@@ -38,3 +40,16 @@ class RunRequest:
     resume: bool = False
     use_cache: bool = True
     progress: Progress = field(default_factory=NullProgress)
+
+
+def begin(req: RunRequest) -> tuple[Workdir, bool]:
+    """The work directory, checked writable before any work (a UsageError otherwise), and whether the embedding
+    cache can be used: it is an optimisation, so an unusable cache is a warning and the run goes on without it."""
+
+    wd = Workdir(req.workdir)
+    wd.check_writable()
+    use_cache = req.use_cache
+    if use_cache and (problem := cache.unusable()) is not None:
+        req.progress.warn(f"the embedding cache is not usable ({problem}); running without it")
+        use_cache = False
+    return wd, use_cache

@@ -7,10 +7,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from render.core.errors import SettingsError, UsageError
+from render.core.items import Outcome, Report
 from render.core.progress import Progress
 from render.core.settings import Settings
 from render.files.workdir import Workdir
 from render.run.session import Session
+from render.run.spec import RunRequest, begin
 from render.stages.upscale import UpscaleJob, upscale_jobs
 
 
@@ -44,6 +46,29 @@ def upscale_stage(engine: Session, jobs: list[UpscaleJob], settings: Settings, w
         upscale_jobs(engine.upscale_context(target), jobs, s, wd, progress=progress)
     finally:
         engine.stage_done("upscale")
+
+
+def upscale(engine: Session, req: RunRequest) -> Report:
+    """Latents -> upscaled latents (super-resolution to `settings.upscale.sr`), one outcome per item."""
+    items, settings, progress = req.items, req.settings, req.progress
+    target = settings.upscale.sr
+    if target is None:
+        raise UsageError("no super-resolution target: give --to 720p or --to 1080p")
+    check_upscale(engine, [], settings)  # the SR model there and whole
+    wd, _ = begin(replace(req, use_cache=False))
+    report = Report()
+    jobs: list[UpscaleJob] = []
+    for item in items:
+        out = Outcome(item)
+        report.outcomes.append(out)
+        if item.latents is None:
+            out.fail("nothing to upscale: the item has no latents", bad_input=True)
+            continue
+        jobs.append(UpscaleJob(item.latents, out, label=item.name, embeddings=item.embeddings))
+    upscale_stage(engine, jobs, settings, wd, progress)
+    for out in report.outcomes:
+        out.path = out.latents if out.status in ("done", "skipped") else None
+    return report
 
 
 def first_frames(

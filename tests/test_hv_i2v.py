@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 
 from render.core.buckets import crop_sizes, nearest
 from render.families.hunyuan_video.templates import I2V_TEMPLATE, compute_crop_start
+from render.files.artifacts import read_manifest
 from tests.conftest import Cli
 
 PROMPT = "a cat walks on the grass"
@@ -80,6 +81,28 @@ def test_run_with_an_image_equals_diffusers(mode: str, cfg: float, models: dict,
         neg = load_file(next((tmp_path / "w").rglob("negative-embeddings/*.safetensors")))
         pos = load_file(out["embeddings"])
         assert neg["prompt_embeds"].shape[1] == 64 // 2 + 256 - 4 == pos["prompt_embeds"].shape[1]
+
+
+def test_the_real_template_layout_equals_diffusers_defaults(tmp_path: Path, cli: Cli) -> None:
+    """With 576 image tokens (the real LLaVA's) and a Llama-3-like tokenizer, the pipeline's own default template
+    numbers (crop_start 103, image tokens at 5..581) hold, and hyv, which measures them, gives the same latents."""
+    from diffusers import HunyuanVideoImageToVideoPipeline
+
+    from render.families.hunyuan_video.tiny_i2v import build_components
+
+    model = tmp_path / "real-layout"
+    pipe = HunyuanVideoImageToVideoPipeline(**build_components("token_replace", 1, image_side=48))
+    pipe.save_pretrained(str(model))
+    image = picture(tmp_path / "first.png", seed=3)
+    out = _run(cli, model, tmp_path / "w", "--image", image)
+    ref = pipe(image=Image.open(image).convert("RGB"), prompt=PROMPT, height=64, width=48, num_frames=9,
+               num_inference_steps=3, guidance_scale=6.0, generator=torch.Generator("cpu").manual_seed(42),
+               output_type="latent").frames  # fmt: skip
+    ours = load_file(out["latents"])["latents"]
+    assert float((ours - ref).abs().max() / ref.abs().max()) < 1e-4
+    _, manifest = read_manifest(Path(out["embeddings"]), "embeddings")
+    assert manifest["template"]["crop_start"] == 103  # measured; the pipeline's default assumes it
+    assert load_file(out["embeddings"])["prompt_embeds"].shape[1] == 576 // 4 + 256 - 4
 
 
 def test_encode_then_render_equals_run(models: dict, tmp_path: Path, cli: Cli) -> None:

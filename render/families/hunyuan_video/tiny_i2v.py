@@ -54,7 +54,8 @@ def llama3_tokenizer(vocab: int = 900) -> Any:
     return wrap_tokenizer(tok, "<|begin_of_text|>", None, "<pad>", 2048)
 
 
-def build_components(condition: str, seed: int) -> dict[str, Any]:
+def build_components(condition: str, seed: int, image_side: int = IMAGE_SIDE) -> dict[str, Any]:
+    """The pipeline's components; `image_side` / 2 squared image tokens (48: the real 576)."""
     import torch
     from diffusers import (
         AutoencoderKLHunyuanVideo,
@@ -112,9 +113,9 @@ def build_components(condition: str, seed: int) -> dict[str, Any]:
     )  # fmt: skip
     vision = CLIPVisionConfig(
         hidden_size=8, intermediate_size=37, projection_dim=8, num_attention_heads=2, num_hidden_layers=2,
-        image_size=IMAGE_SIDE, patch_size=VISION_PATCH,
+        image_size=image_side, patch_size=VISION_PATCH,
     )  # fmt: skip
-    n = (IMAGE_SIDE // VISION_PATCH) ** 2
+    n = (image_side // VISION_PATCH) ** 2
     torch.manual_seed(seed + 2)
     llava = LlavaConfig(
         vision_config=vision, text_config=text, image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
@@ -132,7 +133,7 @@ def build_components(condition: str, seed: int) -> dict[str, Any]:
         )
     )  # fmt: skip
     image_processor = CLIPImageProcessor(
-        size={"shortest_edge": IMAGE_SIDE}, crop_size={"height": IMAGE_SIDE, "width": IMAGE_SIDE},
+        size={"shortest_edge": image_side}, crop_size={"height": image_side, "width": image_side},
         image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711], resample=3,
     )  # fmt: skip
     return {

@@ -180,3 +180,28 @@ def test_serve_takes_an_uploaded_first_frame(models: dict, tmp_path: Path) -> No
             assert status == code and words in err["error"], err
     finally:
         assert server.stop() == 0, server.log()
+
+
+def test_tencents_original_layout_loads_in_place_and_converts(models: dict, tmp_path: Path, cli: Cli) -> None:
+    """tencent/HunyuanVideo-I2V's ckpts/ (the DiT under hunyuan-video-i2v-720p/, the whole LLaVA with its image
+    processor in text_encoder_i2v/), made here from the tiny diffusers folder: run in place == the diffusers folder ==
+    `hyv models convert`'s output (to float rounding); `hyv models check` reads it."""
+    import shutil
+
+    from tests.weight_formats import write_original_layout
+
+    src = models["token_replace"]
+    ckpts = write_original_layout(src, tmp_path / "ckpts")
+    (ckpts / "hunyuan-video-t2v-720p").rename(ckpts / "hunyuan-video-i2v-720p")
+    (ckpts / "text_encoder").rename(ckpts / "text_encoder_i2v")
+    shutil.copy2(src / "image_processor" / "preprocessor_config.json", ckpts / "text_encoder_i2v")
+    check = cli("models", "check", ckpts)
+    assert check.exit_code == 0 and "HunyuanVideo-I2V, original layout" in check.output, check.output
+    converted = tmp_path / "converted"
+    conv = cli("models", "convert", ckpts, converted)
+    assert conv.exit_code == 0, conv.output
+    image = picture(tmp_path / "first.png", seed=4)
+    latents = [load_file(_run(cli, m, tmp_path / f"w{i}", "--image", image)["latents"])["latents"]
+               for i, m in enumerate((src, ckpts, converted))]  # fmt: skip
+    for other in latents[1:]:  # the same weights; fused original tensors split by views: float rounding at most
+        assert float((other - latents[0]).abs().max() / latents[0].abs().max()) < 1e-5

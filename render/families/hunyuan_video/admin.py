@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from render.core.errors import UsageError
-from render.families.hunyuan_video.layout import DEFAULT_SCHEDULER, DIT_NAME, PIPELINE, T2V
+from render.families.hunyuan_video.layout import DEFAULT_SCHEDULER, DIT_NAME, I2V, PIPELINE, PIPELINE_I2V, T2V
 from render.model.convert import link_or_copy, save_component, write_json
 from render.model.download import Fetch
 from render.model.ref import ModelRef
@@ -49,6 +49,20 @@ def fetch_list(layout: str, fp8: bool) -> list[Fetch]:
     return [
         Fetch("tencent/HunyuanVideo", "", (*dits, f"{T2V}/vae/*")),
         Fetch("xtuner/llava-llama-3-8b-v1_1-transformers", LLAVA, None),
+        Fetch("openai/clip-vit-large-patch14", "text_encoder_2", ("*.json", "*.txt", "model.safetensors")),
+    ]
+
+
+def fetch_list_i2v(layout: str) -> list[Fetch]:
+    """HunyuanVideo-I2V: the community's diffusers conversion (the 16-channel token_replace model), or Tencent's
+    checkpoint with the whole LLaVA beside it (text_encoder_i2v/) and CLIP."""
+    if layout == "diffusers":
+        return [Fetch("hunyuanvideo-community/HunyuanVideo-I2V", "", None)]
+    if layout != "original":
+        raise UsageError(f"unknown layout {layout!r}; use diffusers or original")
+    return [
+        Fetch("tencent/HunyuanVideo-I2V", "", (f"{I2V}/transformers/{DIT_NAME}.pt", f"{I2V}/vae/*")),
+        Fetch("xtuner/llava-llama-3-8b-v1_1-transformers", "text_encoder_i2v", None),
         Fetch("openai/clip-vit-large-patch14", "text_encoder_2", ("*.json", "*.txt", "model.safetensors")),
     ]
 
@@ -88,15 +102,27 @@ def prepare_text_encoder(
     )
 
 
+MODEL_INDEX_I2V = {
+    **MODEL_INDEX,
+    "_class_name": PIPELINE_I2V,
+    "text_encoder": ["transformers", "LlavaForConditionalGeneration"],
+    "image_processor": ["transformers", "CLIPImageProcessor"],
+}
+
+
 def convert_original(src: ModelRef, out: Path, max_shard_size: str) -> None:
     """The DiT and the VAE converted tensor by tensor; the text encoders and tokenizers copied (hard-linked when on
-    the same file system); the scheduler's config and model_index.json written."""
+    the same file system); the scheduler's config and model_index.json written. HunyuanVideo-I2V: its LLaVA's image
+    processor goes to image_processor/."""
     _write_dit(src, out / "transformer", max_shard_size)
     _write_vae(src, out / "vae", max_shard_size)
     for enc, tok in (("text_encoder", "tokenizer"), ("text_encoder_2", "tokenizer_2")):
         _copy_component(src.component(enc), out / enc, out / tok)
     write_json(out / "scheduler" / "scheduler_config.json", DEFAULT_SCHEDULER)
-    write_json(out / "model_index.json", MODEL_INDEX)
+    if src.pipeline == PIPELINE_I2V:
+        (out / "image_processor").mkdir()
+        (out / "text_encoder" / "preprocessor_config.json").rename(out / "image_processor" / "preprocessor_config.json")
+    write_json(out / "model_index.json", MODEL_INDEX_I2V if src.pipeline == PIPELINE_I2V else MODEL_INDEX)
 
 
 def _write_dit(src: ModelRef, out: Path, max_shard_size: str) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from render.core import hyvjson
 from render.core.errors import ModelNotFoundError
-from render.families.hunyuan_video.layout import DEFAULT_SCHEDULER, original_dit
+from render.families.hunyuan_video.layout import DEFAULT_SCHEDULER, PIPELINE_I2V, original_dit
 from render.model.ref import DIFFUSERS, ModelRef
 
 
@@ -22,11 +22,15 @@ def config(model: ModelRef, name: str) -> dict[str, Any]:
     if name == "scheduler":
         return dict(DEFAULT_SCHEDULER)
     if name == "transformer":
-        dit = original_dit(model.path)
+        dit = original_dit(model)
         if not dit.is_file():
-            dit = original_dit(model.path, fp8=True)
+            dit = original_dit(model, fp8=True)
         overrides = hyvjson.section(model.path, "transformer")
-        return dict(original_dit_config(dit, json.dumps(overrides, sort_keys=True)))
+        cfg = dict(original_dit_config(dit, json.dumps(overrides, sort_keys=True)))
+        if model.pipeline == PIPELINE_I2V:  # the mode is the DiT's input width: 2C + 1 concatenates, C replaces
+            concat = cfg["in_channels"] == 2 * cfg["out_channels"] + 1
+            cfg.setdefault("image_condition_type", "latent_concat" if concat else "token_replace")
+        return cfg
     cfg = model.config(name)
     if name == "vae":
         from render.families.hunyuan_video.original import vae_config_from_original

@@ -35,11 +35,11 @@ def dit_source(model: ModelRef, variant: DiTVariant) -> DiTSource:
     if model.layout == DIFFUSERS:
         return DiTSource("diffusers", model.component("transformer"))
     if fp8_kind(model, variant) == "tencent-scaled":
-        return DiTSource("tencent-fp8", original_dit(model.path, fp8=True))
-    full = original_dit(model.path)
-    if not full.is_file() and original_dit(model.path, fp8=True).is_file():
+        return DiTSource("tencent-fp8", original_dit(model, fp8=True))
+    full = original_dit(model)
+    if not full.is_file() and original_dit(model, fp8=True).is_file():
         raise ModelNotFoundError(
-            f"{model.source} holds only Tencent's fp8 DiT ({original_dit(model.path, fp8=True).name}); pass --fp8"
+            f"{model.source} holds only Tencent's fp8 DiT ({original_dit(model, fp8=True).name}); pass --fp8"
         )
     return DiTSource("original", full)
 
@@ -49,7 +49,7 @@ def fp8_kind(model: ModelRef, variant: DiTVariant) -> str | None:
     if not variant.fp8:
         return None
     if variant.dit_file is None and model.layout != DIFFUSERS:
-        f = original_dit(model.path, fp8=True)
+        f = original_dit(model, fp8=True)
         if f.is_file() and fp8_map(f).is_file():
             return "tencent-scaled"
     return "layerwise"
@@ -74,7 +74,8 @@ def dit_config(model: ModelRef, variant: DiTVariant) -> dict[str, Any]:
     if not looks_original(shapes):
         return config(model, "transformer")
     base = config(model, "transformer")
-    rope: dict[str, Any] = {k: base[k] for k in ("rope_axes_dim", "rope_theta") if k in base}
+    keep = ("rope_axes_dim", "rope_theta", "image_condition_type")  # what the tensors do not say
+    rope: dict[str, Any] = {k: base[k] for k in keep if k in base}
     rope.update(hyvjson.section(model.path, "transformer"))
     return infer_dit_config(shapes, rope, str(src.path))
 

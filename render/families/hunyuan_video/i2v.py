@@ -11,7 +11,8 @@ and VAE with a first frame, in either of the pipeline's two modes (the DiT confi
 Both start from noise * 0.999 + the image's latent * (1 - 0.999) in every frame (the pipeline's "stability" mix).
 The text encoder is a LLaVA that reads the prompt with the image (`i2v_text`); the image's latent is the encode
 stage's image half (`HunyuanVideoI2VImages`). Sizes: the image's bucket of Tencent's 720p list (area 960^2, sides
-multiples of 32, the ratio nearest the image's), the image stretched to it (as the pipeline resizes).
+multiples of 32, the ratio nearest the image's), the image stretched to it (as the pipeline resizes). Layouts:
+diffusers' (the community conversions) and Tencent's `ckpts/` (`layout.find_original_i2v`), read in place.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class HunyuanVideoI2V(HunyuanVideo):
         {**HunyuanVideo.component_classes, "text_encoder": "transformers.LlavaForConditionalGeneration"}
     )
     profile = Profile("HunyuanVideo-I2V")
-    original_marker = "model_index.json"  # diffusers' layout only (the community conversions)
+    original_marker = f"{layout.I2V}/"
     cache_kinds = CACHES
 
     # ------------------------------------------------------------------ model folders
@@ -67,7 +68,7 @@ class HunyuanVideoI2V(HunyuanVideo):
         return {**self.stage_components, "image": ("vae",)}
 
     def find_original(self, path: Path, source: str) -> ModelRef | None:
-        return None
+        return layout.find_original_i2v(path, source)
 
     def component_weights(
         self, model: ModelRef, name: str, variant: DiTVariant
@@ -258,15 +259,12 @@ class HunyuanVideoI2V(HunyuanVideo):
 
         write_tiny(directory, preset, seed)
 
-    def convert_original(self, src: ModelRef, out: Path, max_shard_size: str) -> None:
-        raise unsupported(self.name, "converting from the original layout")
-
     def fetch_list(self, layout_name: str, fp8: bool) -> list[Any]:
-        from render.model.download import Fetch
+        from render.families.hunyuan_video.admin import fetch_list_i2v
 
-        if layout_name != "diffusers":
-            raise unsupported(self.name, f"the {layout_name} layout")
-        return [Fetch("hunyuanvideo-community/HunyuanVideo-I2V", "", None)]
+        if fp8:
+            raise unsupported(self.name, "a Tencent fp8 checkpoint (pass --fp8 at run time: fp8 storage)")
+        return fetch_list_i2v(layout_name)
 
     def after_download(self, directory: Path, say: Any) -> None:
         return None

@@ -13,6 +13,7 @@ from render.model.ref import ORIGINAL, ModelRef
 PIPELINE = "HunyuanVideoPipeline"
 PIPELINE_I2V = "HunyuanVideoImageToVideoPipeline"
 T2V = "hunyuan-video-t2v-720p"
+I2V = "hunyuan-video-i2v-720p"  # tencent/HunyuanVideo-I2V's ckpts/ (its LLaVA whole in text_encoder_i2v/)
 DIT_NAME = "mp_rank_00_model_states"
 # Original-layout component folders, relative to the ckpts folder.
 ORIGINAL_DIRS = {
@@ -23,6 +24,14 @@ ORIGINAL_DIRS = {
     "text_encoder_2": "text_encoder_2",
     "tokenizer_2": "text_encoder_2",
     "scheduler": "scheduler",  # absent: the scheduler is built from DEFAULT_SCHEDULER
+}
+ORIGINAL_DIRS_I2V = {
+    **ORIGINAL_DIRS,
+    "transformer": f"{I2V}/transformers",
+    "vae": f"{I2V}/vae",
+    "text_encoder": "text_encoder_i2v",
+    "tokenizer": "text_encoder_i2v",
+    "image_processor": "text_encoder_i2v",
 }
 DEFAULT_SCHEDULER = {"_class_name": "FlowMatchEulerDiscreteScheduler", "shift": 7.0}
 
@@ -35,9 +44,17 @@ def find_original(path: Path, source: str) -> ModelRef | None:
     return None
 
 
-def original_dit(root: Path, fp8: bool = False) -> Path:
-    """The original DiT checkpoint (bf16, or Tencent's fp8 one)."""
-    return root / ORIGINAL_DIRS["transformer"] / f"{DIT_NAME}{'_fp8' if fp8 else ''}.pt"
+def find_original_i2v(path: Path, source: str) -> ModelRef | None:
+    """The model when `path` (or its ckpts/) holds HunyuanVideo-I2V's original layout."""
+    for root in (path, path / "ckpts"):
+        if (root / I2V).is_dir():
+            return ModelRef(root.resolve(), source, layout=ORIGINAL, pipeline=PIPELINE_I2V, dirs=ORIGINAL_DIRS_I2V)
+    return None
+
+
+def original_dit(model: ModelRef, fp8: bool = False) -> Path:
+    """The model's original DiT checkpoint (bf16, or Tencent's fp8 one)."""
+    return model.component("transformer") / f"{DIT_NAME}{'_fp8' if fp8 else ''}.pt"
 
 
 def fp8_map(dit_fp8: Path) -> Path:

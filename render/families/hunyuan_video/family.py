@@ -196,7 +196,7 @@ class HunyuanVideo(Family):
     def teacache(self) -> Any:
         from render.sampling.teacache import TeaCacheRecipe
 
-        return TeaCacheRecipe(attention.attention_blocks, _modulated, TEACACHE_COEFFICIENTS)
+        return TeaCacheRecipe(attention.attention_blocks, modulated, TEACACHE_COEFFICIENTS)
 
     def cp_plan(self) -> dict[str, Any]:
         return attention.cp_plan()
@@ -283,7 +283,7 @@ class HunyuanVideo(Family):
         return admin.prepare_text_encoder(src, dst, dtype_name=dtype_name, force=force)
 
 
-def _modulated(block: Any, hidden: Any, temb: Any) -> Any:
+def modulated(block: Any, hidden: Any, temb: Any) -> Any:
     """Block 0's AdaLN-Zero norm of the video tokens [B, N, D] (what TeaCache watches)."""
     return block.norm1(hidden, emb=temb)[0]
 

@@ -179,10 +179,10 @@ class HunyuanVideo15(Family):
         return attention.processor(padding)
 
     def teacache(self) -> Any:
-        from render.families.hunyuan_video.family import _modulated
+        from render.families.hunyuan_video.family import modulated
         from render.sampling.teacache import TeaCacheRecipe
 
-        return TeaCacheRecipe(attention.attention_blocks, _modulated, IDENTITY_POLYNOMIAL)
+        return TeaCacheRecipe(attention.attention_blocks, modulated, IDENTITY_POLYNOMIAL)
 
     def register_cache_blocks(self) -> None:
         attention.register_cache_blocks()

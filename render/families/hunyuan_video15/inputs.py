@@ -11,19 +11,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from render.model.family import StepInputs
+from render.model.family import Family, StepInputs
 from render.sampling.attention import trim_padding
-
-if TYPE_CHECKING:
-    from render.families.hunyuan_video15.family import HunyuanVideo15
 
 VISION_TOKENS = 729  # SigLIP's tokens (27 x 27): the zeros of text-to-video, as diffusers' pipeline makes them
 
 
 def step_inputs(
-    family: HunyuanVideo15,
+    family: Family,
     cond: Mapping[str, Any],
     uncond: Mapping[str, Any] | None,
     trim: bool,

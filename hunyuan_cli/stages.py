@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from hunyuan_cli.common import quiet_follower, quiet_libraries, reported_errors
+from hunyuan_cli.common import quiet_follower, reported_errors
 from hunyuan_cli.console import announce_model, err_console
 from hunyuan_cli.options import PromptArgs, PromptsFileOpt, StageOptions, stage_options
 from hunyuan_cli.output import finish, print_report, report_line_errors
@@ -36,14 +36,13 @@ def _execute(command: str, opts: StageOptions, inputs: Callable[[], _Inputs], **
         from render.core.errors import UsageError
         from render.engine import Engine
 
-        engine = Engine(opts.model, variant=opts.variant(), parallel=opts.parallel)
-        settings = engine.settings(opts.flags)
-        if opts.dry_run:
+        if opts.dry_run:  # the plan `hyv plan` gives for the same options
             from hunyuan_cli.plan_cmd import show_plan
 
-            quiet_libraries()
-            show_plan(engine, settings, opts)
+            show_plan(opts)
             return
+        engine = Engine(opts.model, variant=opts.variant(), parallel=opts.parallel)
+        settings = engine.settings(opts.flags)
         if isinstance(opts.flags.seed, str) and opts.flags.seed.strip().lower() == "random":
             err_console.print(f"seed: {settings.render.seed} (drawn at random; recorded in every manifest)")
         got = inputs()

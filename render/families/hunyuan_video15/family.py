@@ -15,7 +15,7 @@ from typing import Any
 from render.core.errors import ModelNotFoundError
 from render.core.settings import EncodeSettings, Profile, RenderSettings
 from render.families.hunyuan_video15 import attention, buckets
-from render.model.family import Family, StepInputs, TextEncoders, TextEncoding
+from render.model.family import Family, Released, StepInputs, TextEncoders, TextEncoding
 from render.model.ref import ModelRef
 from render.model.variant import DiTVariant
 
@@ -27,6 +27,21 @@ DEFAULTS = MappingProxyType(
     {"frames": 121, "fps": 24, "steps": 50, "text_len": 1000, "clip_len": 256, "neg_prompt": ""}
 )
 STEP_DISTILLED_STEPS = 8  # Tencent's table: 8 or 12 (its CLI's default 12)
+# The released variants (community repos hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-<variant>), their configs
+# shipped in released/ (no weights): the DiT and VAE are diffusers' defaults of their classes (target_size 640 for
+# 480p, 960 for 720p; use_meanflow for the step-distilled model), Qwen2.5-VL-7B-Instruct's language model, ByT5-small's
+# encoder with the Glyph-SDXL-v2 tokens (vocabulary 1510), SigLIP from FLUX.1-Redux (image-to-video); the guider's CFG
+# scale 6 (1 when distilled) and the scheduler's shift 5 (480p), 9 (720p T2V), 7 (720p I2V, step-distilled).
+VARIANTS = ("480p_t2v", "480p_i2v", "720p_t2v", "720p_i2v", "480p_t2v_distilled", "480p_i2v_distilled",
+            "720p_i2v_distilled", "480p_i2v_step_distilled")  # fmt: skip
+RELEASED = tuple(
+    Released(
+        f"hunyuanvideo-1.5-{v}",
+        f"hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-{v}",
+        Path(__file__).parent / "released" / f"hunyuanvideo-1.5-{v}",
+    )
+    for v in VARIANTS
+)
 
 
 class HunyuanVideo15(Family):
@@ -66,6 +81,7 @@ class HunyuanVideo15(Family):
         ),
     )
     original_marker = "transformer/480p_t2v/ (or another variant)"
+    released = RELEASED
 
     # ------------------------------------------------------------------ model folders
 

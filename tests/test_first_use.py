@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import REPO, SMALL_ARGS, Cli
+from tests.conftest import REPO, SMALL_ARGS, Cli, hyv_proc
 
 PROMPT = "A cat walks on the grass, realistic style."
 HV15 = "hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-"
@@ -249,3 +249,134 @@ def test_readme_states_what_the_tests_cost() -> None:
     cache = "~/.cache/hyv-test"
     assert "11 minutes" in section and "3.5 GB" in section and cache in section
     assert "HYV_SKIP_VLLM=1 bash scripts/test.sh" in section and f"rm -rf {cache}" in section
+
+
+# ------------------------------------------------------------------ 4. stage commands with nothing to do
+
+
+def test_stage_commands_with_nothing_to_do_import_no_torch(tiny_model: Path, tmp_path: Path, cli: Cli) -> None:
+    """`encode`, `render` and `decode` whose artifacts exist answer as `run` does: without torch (well under a
+    second on an idle machine; imports, not seconds, are asserted here), with the outcomes the full path gives."""
+    wd = ["--model", tiny_model, "--workdir", tmp_path]
+    stages = {
+        "encode": ["encode", PROMPT, *wd, "--frames", "9", "--json"],
+        "render": ["render", "EMB", *wd, *SMALL_ARGS, "--seed", "3", "--json"],
+        "decode": ["decode", "LAT", *wd, "--json"],
+    }
+    first: dict[str, dict] = {}
+    for name, args in stages.items():
+        args = [first["encode"]["path"] if a == "EMB" else first["render"]["path"] if a == "LAT" else a for a in args]
+        stages[name] = args
+        r = cli(*args)
+        assert r.exit_code == 0, r.stderr
+        first[name] = json.loads(r.stdout)[{"encode": "embeddings", "render": "latents", "decode": "videos"}[name]][0]
+        again = cli(*args)  # the full path checks it all, and finds it made (the same answer as the fast path)
+        assert json.loads(again.stdout)[{"encode": "embeddings", "render": "latents", "decode": "videos"}[name]][0][
+            "status"] in ("cached", "skipped")  # fmt: skip
+    for name, args in stages.items():
+        p = hyv_proc(*args, env={"PYTHONPROFILEIMPORTTIME": "1"})
+        assert p.returncode == 0, p.stderr
+        imported = {ln.rsplit("|", 1)[-1].strip() for ln in p.stderr.splitlines() if ln.startswith("import time:")}
+        assert imported and not imported & {"torch", "diffusers", "transformers", "safetensors.torch"}, name
+        (row,) = json.loads(p.stdout)[{"encode": "embeddings", "render": "latents", "decode": "videos"}[name]]
+        assert row["path"] == first[name]["path"] and row["status"] == ("cached" if name == "encode" else "skipped")
+        assert row["prompt"] == PROMPT and (name == "encode" or row["seed"] == 3)
+
+
+def test_the_stage_index_never_answers_for_other_work(tiny_model: Path, tmp_path: Path, cli: Cli) -> None:
+    """Another seed, other text settings or damaged artifacts take the full path: nothing is reported as made
+    that is not."""
+    wd = ["--model", tiny_model, "--workdir", tmp_path, "--json"]
+    emb = json.loads(cli("encode", PROMPT, *wd, "--frames", "9").stdout)["embeddings"][0]["path"]
+    lat = json.loads(cli("render", emb, *wd, *SMALL_ARGS).stdout)["latents"][0]["path"]
+    r = json.loads(cli("encode", PROMPT, *wd, "--frames", "9", "--text-len", "12").stdout)["embeddings"][0]
+    assert r["status"] == "done" and r["path"] != emb
+    r = json.loads(cli("render", emb, *wd, *SMALL_ARGS, "--seed", "5").stdout)["latents"][0]
+    assert r["status"] == "done" and r["path"] != lat
+    Path(lat).write_bytes(Path(lat).read_bytes()[:-8])  # truncated: rendered again, under its name
+    r = json.loads(cli("render", emb, *wd, *SMALL_ARGS).stdout)["latents"][0]
+    assert (r["status"], r["path"]) == ("done", lat)
+    Path(emb).unlink()
+    r = json.loads(cli("encode", PROMPT, *wd, "--frames", "9").stdout)["embeddings"][0]
+    assert r["status"] == "cached" and r["path"] == emb and Path(emb).is_file()  # back from the cache
+
+
+# ------------------------------------------------------------------ 5. messages that say what happened
+
+
+def test_an_empty_prompt_file_says_the_file_has_no_prompts(tmp_path: Path, cli: Cli) -> None:
+    for name, text in (("empty.txt", ""), ("comments.txt", "# a comment\n\n  # another\n"), ("e.jsonl", "\n"),
+                       ("header.csv", "prompt\n")):  # fmt: skip
+        f = tmp_path / name
+        f.write_text(text)
+        for command in ("encode", "run", "render"):
+            r = cli(command, "--prompts", f, "--workdir", tmp_path / "w")
+            assert r.exit_code == 2, r.output
+            (line,) = r.stderr.strip().splitlines()
+            assert f"prompt file {f} has no prompts" in line and "no prompt given" not in line
+    assert not (tmp_path / "w").exists()
+
+
+def test_bad_input_lines_are_listed_to_fix_not_retried(tiny_model: Path, tmp_path: Path) -> None:
+    """A batch whose failures are bad lines says which lines to fix (re-running would not help), in one list at
+    the end with the items that failed."""
+    jl = tmp_path / "batch.jsonl"
+    jl.write_text(f'{{"prompt": "{PROMPT}"}}\n{{"prompt": oops}}\n{{"prompt": "a dog", "steps": -2}}\n')
+    p = hyv_proc("run", "--prompts", jl, "--model", tiny_model, *SMALL_ARGS, "--workdir", tmp_path / "w")
+    assert p.returncode == 3, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert "re-run the same command" not in lines[-1] and "retry" not in lines[-1]
+    assert f"{jl} lines 2, 3" in lines[-1] and "fix them" in lines[-1] and "1 done" in lines[-1]
+    listed = [ln for ln in lines if f"{jl}:" in ln]
+    assert len(listed) == 2 and lines.index(listed[0]) > max(i for i, ln in enumerate(lines) if "decode" in ln)
+    assert "not valid JSON" in listed[0] and "steps" in listed[1]
+
+
+# ------------------------------------------------------------------ 6. the time estimate
+
+
+def test_log_progress_gives_the_batchs_time_and_never_0_00(tiny_model: Path, tmp_path: Path) -> None:
+    prompts = tmp_path / "two.txt"
+    prompts.write_text("a cat\na dog\n")
+    p = hyv_proc("run", "--prompts", prompts, "--model", tiny_model, *SMALL_ARGS[:6], "--steps", "10",
+                 "--workdir", tmp_path / "w")  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert "0:00 to go" not in p.stderr
+    steps = [ln for ln in p.stderr.splitlines() if " step " in ln]
+    assert "step 10/10 of item 1/2 (50% of the batch)" in steps[9] and "left for the batch" in steps[9]
+    assert "step 10/10 of item 2/2 (100% of the batch)" in steps[-1]
+
+
+# ------------------------------------------------------------------ 7. the demo model's notice
+
+
+def test_the_demo_notice_comes_once_per_workdir_never_with_quiet(tmp_path: Path, cli: Cli) -> None:
+    caption = "a red circle moves up on a black background"
+    notice = "using the bundled demo model"
+    r = cli("encode", caption, "-q", "--workdir", tmp_path / "a")
+    assert r.exit_code == 0 and notice not in r.stderr
+    r = cli("encode", caption, "--workdir", tmp_path / "a")
+    assert r.exit_code == 0 and notice in r.stderr  # the first time it is said here (-q said nothing)
+    r = cli("encode", caption, "--workdir", tmp_path / "a")
+    assert r.exit_code == 0 and notice not in r.stderr
+    r = cli("encode", caption, "--workdir", tmp_path / "b")
+    assert notice in r.stderr
+
+
+# ------------------------------------------------------------------ 9. nothing left behind
+
+
+def test_bad_input_leaves_no_empty_workdir(tiny_model: Path, tmp_path: Path, cli: Cli,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    adir = tmp_path / "adir"
+    adir.mkdir()
+    r = cli("decode", adir, "--model", tiny_model)
+    assert r.exit_code == 2 and "directory" in r.stderr
+    r = cli("run", PROMPT, "--model", tiny_model, *SMALL_ARGS, "-o", adir, "--workdir", tmp_path / "w")
+    assert r.exit_code == 2 and ".mp4" in r.stderr
+    r = cli("run", PROMPT, "--model", tiny_model, *SMALL_ARGS, "-o", tmp_path / "new" / "v.mp4", "--workdir",
+            tmp_path / "w", "--cfg-scale", "nan")  # fmt: skip
+    assert r.exit_code == 2
+    assert not [p.name for p in tmp_path.iterdir() if p.name in ("hyv-out", "w", "new")]
+    assert not list(adir.iterdir())

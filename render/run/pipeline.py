@@ -19,7 +19,7 @@ from render.core.progress import Progress
 from render.core.settings import EncodeSettings, RenderSettings, Settings
 from render.files.artifacts import read_manifest
 from render.files.workdir import Workdir
-from render.run import runindex
+from render.run import runindex, stageindex
 from render.run.session import Session
 from render.run.spec import RunRequest
 from render.stages.decode import DecodeJob, check_latents_file, check_output, decode_jobs
@@ -57,6 +57,9 @@ def _begin(req: RunRequest) -> tuple[Workdir, bool]:
 def encode(engine: Session, req: RunRequest) -> Report:
     items, settings, progress = req.items, req.settings, req.progress
     wd, use_cache = _begin(req)
+    if (done := stageindex.lookup(engine, "encode", items, settings, wd)) is not None:
+        return done  # every prompt's embeddings are there and whole: nothing loaded, not even torch
+    check_devices(settings, "encode")
     report = Report()
     jobs: list[EncodeJob] = []
     for item in items:
@@ -72,12 +75,16 @@ def encode(engine: Session, req: RunRequest) -> Report:
     _encode(engine, jobs, wd, use_cache, progress, report)
     for out in report.outcomes:
         out.path = out.embeddings
+    stageindex.record(engine, "encode", report, settings, wd)
     return report
 
 
 def render(engine: Session, req: RunRequest) -> Report:
     items, settings, resume, progress = req.items, req.settings, req.resume, req.progress
     (wd, use_cache), report = _begin(req), Report()
+    if not resume and (done := stageindex.lookup(engine, "render", items, settings, wd)) is not None:
+        return done  # every video's latents are there and whole
+    check_devices(settings, "render")
     engine.require("render")
     prepared = [
         p for item in items if (p := _prepare_given(engine, item, settings, wd, use_cache, report, progress))
@@ -88,12 +95,16 @@ def render(engine: Session, req: RunRequest) -> Report:
     _render(engine, prepared, negatives, wd, resume, progress, report)
     for out in report.outcomes:
         out.path = out.latents if out.status in ("done", "skipped") else None
+    stageindex.record(engine, "render", report, settings, wd)
     return _in_item_order(report, items)
 
 
 def decode(engine: Session, req: RunRequest) -> Report:
     items, settings, progress = req.items, req.settings, req.progress
     wd, _ = _begin(replace(req, use_cache=False))
+    if (done := stageindex.decoded(items, settings, wd)) is not None:
+        return done  # every video is there, whole, made from these latents with these settings
+    check_devices(settings, "decode")
     report = Report()
     jobs: list[DecodeJob] = []
     for item in items:

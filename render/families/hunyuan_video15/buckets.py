@@ -4,6 +4,7 @@ presets (480p: target 640, 720p: target 960) with their aspects, as Tencent's `-
 
 from __future__ import annotations
 
+import functools
 from types import MappingProxyType
 
 TARGETS = MappingProxyType({"480p": 640, "720p": 960})
@@ -11,8 +12,10 @@ ASPECTS = ("16:9", "9:16", "4:3", "3:4", "1:1")  # width:height, as Tencent's --
 PATCH = 16  # bucket sides are multiples of the VAE's 16x compression
 
 
-def crop_sizes(target: int, patch: int = PATCH, max_ratio: float = 4.0) -> list[tuple[int, int]]:
-    """Every (a, b) of about target^2 pixels, sides multiples of `patch`, ratio at most `max_ratio`."""
+@functools.lru_cache(maxsize=16)
+def crop_sizes(target: int, patch: int = PATCH, max_ratio: float = 4.0) -> tuple[tuple[int, int], ...]:
+    """Every (a, b) of about target^2 pixels, sides multiples of `patch`, ratio at most `max_ratio` (computed once
+    per target: thousands of steps, at import time for the presets)."""
     num_patches = round((target / patch) ** 2)
     sizes: list[tuple[int, int]] = []
     wp, hp = num_patches, 1
@@ -23,7 +26,7 @@ def crop_sizes(target: int, patch: int = PATCH, max_ratio: float = 4.0) -> list[
             hp += 1
         else:
             wp -= 1
-    return sizes
+    return tuple(sizes)
 
 
 def bucket(height: float, width: float, target: int, patch: int = PATCH) -> tuple[int, int]:

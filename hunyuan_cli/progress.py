@@ -3,8 +3,8 @@
 - On a terminal: rich bars (the batch: stage, items done / cached / skipped / failed; the steps of the item).
 - Elsewhere (nohup, Slurm, CI, `2> log`): plain lines, flushed as they happen: one when a stage starts, one per
   item done, and a step line every ~10% of a long render with the time left for the batch (not the item).
-- Both say how long a long stage will take once its first step is timed (never "0:00 to go": an estimate under
-  a second is not worth a line). With --json or --quiet, only warnings.
+- Both say how long a long stage will take once its first step is timed, for the batch (never "0:00" while
+  steps are left: "under a second"). With --json or --quiet, only warnings.
 """
 
 from __future__ import annotations
@@ -25,6 +25,11 @@ LONG = 60.0  # seconds: a stage expected to take longer than this says so
 def _clock(seconds: float) -> str:
     s = int(round(seconds))
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def _left(seconds: float) -> str:
+    """Time still to go: "0:42", or "under a second" (never "0:00" while something is left)."""
+    return "under a second" if 0 < seconds < 0.5 else _clock(seconds)
 
 
 class _Base:
@@ -69,11 +74,11 @@ class _Base:
         self.stepped_n += n
         self.tick = now
         eta = self.left()
-        if not self.estimated and self.step_total > 1 and eta >= max(self.long, 1.0):  # never "about 0:00"
+        if not self.estimated and self.step_total > 1 and eta > self.long:
             self.estimated = True
             self.say(
                 f"{self.stage_name}: {self.total} item(s) x {self.step_total} steps at "
-                f"{self.stepped / self.stepped_n:.1f} s a step: about {_clock(eta)} to go"
+                f"{self.stepped / self.stepped_n:.2g} s a step: about {_left(eta)} to go"
             )
         self.on_step()
 
@@ -138,7 +143,7 @@ class LogProgress(_Base):
             share = 100 * self.stepped_n // max(1, self.stepped_n + self.steps_left())
             self.say(
                 f"  step {self.step_done}/{self.step_total} of item {self.item_number()}/{self.total} "
-                f"({share}% of the batch), {_clock(took)} elapsed, ~{_clock(self.left())} left for the batch"
+                f"({share}% of the batch), {_clock(took)} elapsed, ~{_left(self.left())} left for the batch"
             )
 
 

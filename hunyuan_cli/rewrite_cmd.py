@@ -162,11 +162,16 @@ def rewrite(
             )
         for source, message in failures:
             typer.echo(f"hyv: {source}: {message}", err=True)
-        if failures:
-            raise BatchFailure(
-                f"{len(failures)} prompt(s) failed (listed above); re-run the same command to retry them, "
-                "the rewrites done so far are cached"
-            )
+        if failures:  # bad input lines are to fix (a re-run would not help); failed requests are to retry
+            parts = []
+            if input_errors:
+                parts.append(f"{len(input_errors)} input line(s) cannot run as written (listed above): fix them")
+            if report.failed:
+                parts.append(f"{len(report.failed)} prompt(s) failed (listed above): re-run the same command to "
+                             "retry them, the rewrites done so far are cached")  # fmt: skip
+            else:
+                parts[0] += " and run the command again"
+            raise BatchFailure("; ".join(parts))
 
 
 def _read_inputs(args: list[str], path: Path | None) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:

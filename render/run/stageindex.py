@@ -92,6 +92,8 @@ def lookup(engine: Session, stage: str, items: list[Item], settings: Settings, w
             if out is None:
                 return None
             report.outcomes.append(out)
+    if stage == "encode":
+        report.cache_hits = len(report.outcomes)  # as the full path counts embeddings found in the workdir
     return report
 
 

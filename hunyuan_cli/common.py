@@ -168,8 +168,9 @@ def _type_label(param: Any, ctx: Any) -> str:
 
 
 def _argument_name(param: Any) -> str:
-    """An argument's name in the help: upper case, whatever its metavar or parameter name (PROMPT, DIRECTORY)."""
-    return str(param.display_name_raw).upper()
+    """An argument's name in the help and its messages: upper case, from its metavar or parameter name (PROMPT,
+    DIRECTORY)."""
+    return str(param.metavar or param.name or "").upper()
 
 
 def _usage_name(param: Any) -> str:
@@ -186,7 +187,7 @@ def _plain_help_types() -> None:
 
     TyperOption.display_type_rich = _type_label  # type: ignore[method-assign,assignment]
     TyperArgument.display_type_rich = _type_label  # type: ignore[method-assign,assignment]
-    TyperArgument._rich_display_name = _argument_name  # type: ignore[method-assign,assignment]
+    TyperArgument.display_name_raw = property(_argument_name)  # type: ignore[assignment,method-assign]
     TyperArgument._usage_display_name = _usage_name  # type: ignore[method-assign,assignment]
 
 

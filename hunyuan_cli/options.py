@@ -72,7 +72,7 @@ _ATTENTION = ("auto (the fastest installed kernel, padding dropped), masked (dif
 _NEG = "--cfg-scale > 1"
 _DEMO = "$HYV_MODEL, else the bundled demo model"
 _MODEL = "A model folder, or a released model's name or hub id."
-_NAMES = f"a released model's name ({known_models()}) or hub id"
+_NAMES = f"a released model by hub id or name (its configs ship with hyv): {known_models()}"
 _MODES = {"group": "group (DiT blocks stream)", "sequential": "sequential (layers stream)"}
 _OFFLOAD = f"Where weights wait: {', '.join(_MODES.get(m, m) for m in OFFLOAD_MODES)}"
 _FP8 = "DiT weights in fp8 (Tencent's scaled fp8 file when the model has one, else fp8 storage)."
@@ -166,8 +166,8 @@ GROUPS = {
 _HELP_OPTIONS = {
     ("plan", "device"): _opt("placement", str, "--device", help="auto, cpu, cuda, cuda:N [default: cuda: a plan "
                              "for a CUDA GPU (its dtypes), whether or not one is here; cpu: this machine's run].")[1],
-    ("plan", "model"): _opt("model", str, "--model", "-m", help=f"{_MODEL} Offline: a folder of configs or {_NAMES} "
-                            f"(configs shipped with hyv) [default: {_DEMO}].")[1],
+    ("plan", "model"): _opt("model", str, "--model", "-m", help=f"{_MODEL} Offline: a folder of configs, or {_NAMES} "
+                            f"[default: {_DEMO}].")[1],
 }  # fmt: skip
 
 

@@ -15,8 +15,9 @@ def plan(*, opts: StageOptions) -> None:
     """Each stage's peak device memory under each offload mode, before anything loads (real modules on meta
     tensors: configs only, no weights), and which mode fits the free memory.
 
-    It plans for a CUDA GPU unless --device says otherwise, whether or not one is here; give --memory to say how
-    much it has. The released models need no download: --model takes their names or hub ids offline."""
+    It plans for a CUDA GPU unless --device says otherwise, whether or not one is here: --memory says how much it has.
+
+    The released models need no download: --model takes their names or hub ids offline (their configs ship)."""
     with reported_errors():
         show_plan(opts)
 

@@ -192,11 +192,15 @@ def test_one_naming_scheme_for_arguments(cli: Cli) -> None:
     commands = [("encode",), ("render",), ("decode",), ("run",), ("rewrite",), ("models", "init-tiny"),
                 ("models", "check"), ("inspect",), ("cache", "info")]  # fmt: skip
     for command in commands:
-        usage = next(line for line in _help(cli, *command, width=200).splitlines() if "Usage:" in line)
+        text = _help(cli, *command, width=200)
+        usage = next(line for line in text.splitlines() if "Usage:" in line)
         args = usage.split("[OPTIONS]")[1].split()
         assert args, usage
         for a in args:
             assert re.fullmatch(r"\[?[A-Z][A-Z_-]*\]?(\.\.\.)?", a), usage
+        panel = text.split("Arguments")[1].split("╰")[0]
+        names = re.findall(r"│ [* ]\s+(\S+)", panel)
+        assert names and all(n.isupper() for n in names), (command, names)
     assert "PROMPT" in _help(cli, "rewrite")
 
 

@@ -101,7 +101,7 @@ def cache_ls(json_out: JsonOpt = False) -> None:
                 r["key"][:17], prompt[:60] + ("…" if len(prompt) > 60 else ""), _human(r["bytes"]), r["used"]
             )
         Console().print(t)
-        typer.echo(f"{len(rows)} entries, {_human(sum(e.size for e in entries))}")
+        typer.echo(f"{len(rows)} entries, {_human(sum(e.size for e in entries))} (KB, MB, GB: powers of 1000)")
 
 
 @cache_app.command("info")

@@ -41,12 +41,12 @@ def main_callback(
         STATE["debug"] = True
 
 
+rewrite_cmd.register(app)  # a stage too: rewrite -> encode -> render -> decode
 app.command(rich_help_panel="Stages")(stages.encode)
 app.command(rich_help_panel="Stages")(stages.render)
 app.command(rich_help_panel="Stages")(stages.upscale)
 app.command(rich_help_panel="Stages")(stages.decode)
 app.command(rich_help_panel="Stages")(stages.run)
-rewrite_cmd.register(app)
 app.add_typer(admin.models_app, name="models", rich_help_panel="Models and artifacts")
 _ = weights_admin  # registers `hyv models check | convert | prepare-text-encoder | download` on models_app
 app.add_typer(admin.cache_app, name="cache", rich_help_panel="Models and artifacts")

@@ -167,12 +167,28 @@ def _type_label(param: Any, ctx: Any) -> str:
     return _WORDS.get(inner, inner.upper()) + ("..." if many else "")
 
 
+def _argument_name(param: Any) -> str:
+    """An argument's name in the help and its messages: upper case, from its metavar or parameter name (PROMPT,
+    DIRECTORY)."""
+    return str(param.metavar or param.name or "").upper()
+
+
+def _usage_name(param: Any) -> str:
+    """An argument in the usage line, one scheme for every command: NAME required, [NAME] optional, ... repeated
+    (typer writes {name} for a required one)."""
+    name = _argument_name(param) if param.required else f"[{_argument_name(param)}]"
+    return name + ("..." if param.nargs != 1 else "")
+
+
 def _plain_help_types() -> None:
-    """typer's rich help shows Python types (<bool>, <list[Path]>) in its type column; hyv shows `_type_label`."""
+    """typer's rich help shows Python types (<bool>, <list[Path]>) in its type column; hyv shows `_type_label`. Its
+    argument names mix {directory}, [prompts]... and PROMPT; hyv writes them one way (`_usage_name`)."""
     from typer.core import TyperArgument, TyperOption
 
     TyperOption.display_type_rich = _type_label  # type: ignore[method-assign,assignment]
     TyperArgument.display_type_rich = _type_label  # type: ignore[method-assign,assignment]
+    TyperArgument.display_name_raw = property(_argument_name)  # type: ignore[assignment,method-assign]
+    TyperArgument._usage_display_name = _usage_name  # type: ignore[method-assign,assignment]
 
 
 _plain_help_types()

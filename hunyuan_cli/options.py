@@ -22,6 +22,8 @@ from render.core.cachespec import CACHE_KINDS
 from render.core.placement import DTYPES, GPU_DTYPES
 from render.core.resolve import Flags
 from render.core.settings import ATTENTION_CHOICES, DEFAULTS, OFFLOAD_MODES
+from render.core.sizes import FORMS
+from render.families import known_models
 from render.model.ref import DEMO_DEFAULTS
 from render.model.variant import DiTVariant, LoraSpec
 
@@ -36,17 +38,11 @@ def _dm(name: str) -> str:
     return f"[default: {ours}, or the model's" + (f" (the demo model: {demo})]" if demo is not None else "]")
 
 
-# The help panel of each group of options.
-_PANELS = {
-    "target": "Options",
-    "cache": "Options",
-    "resume": "Options",
-    "rewrite": "Rewriting",
-    "output": "Output",
-}
-_PANELS |= {"decode": "Output", "placement": "Placement"}
-_PANELS |= {"weights": "Weights", "dryrun": "Options", "plan": "Options"}
-_PANELS |= {"parallel": "Scaling", "scale": "Scaling", "speed": "Speed", "image": "Options"}
+# The help panel of each group of options (the rest: "Sampling").
+_PANELS = {g: "Options" for g in ("model", "workdir", "json", "quiet", "cache", "resume", "dryrun", "plan", "image")}
+_PANELS |= {"output": "Output", "video": "Output", "tiling": "Output", "rewrite": "Rewriting"}
+_PANELS |= {"placement": "Placement", "offload": "Placement", "te_device": "Placement", "vae_device": "Placement"}
+_PANELS |= {"weights": "Weights", "parallel": "Scaling", "scale": "Scaling", "speed": "Speed"}
 _PANELS |= {"sr": "Super-resolution", "to": "Super-resolution", "srmodel": "Super-resolution"}
 
 
@@ -76,6 +72,8 @@ _ATTENTION = ("auto (the fastest installed kernel, padding dropped), masked (dif
               "[default: auto].")
 _NEG = "--cfg-scale > 1"
 _DEMO = "$HYV_MODEL, else the bundled demo model"
+_MODEL = "A model folder, or a released model's name or hub id."
+_NAMES = f"a released model by hub id or name (its configs ship with hyv): {known_models()}"
 _MODES = {"group": "group (DiT blocks stream)", "sequential": "sequential (layers stream)"}
 _OFFLOAD = f"Where weights wait: {', '.join(_MODES.get(m, m) for m in OFFLOAD_MODES)}"
 _FP8 = "DiT weights in fp8 (Tencent's scaled fp8 file when the model has one, else fp8 storage)."
@@ -89,27 +87,31 @@ OPTIONS: dict[str, tuple[str, Any]] = {
     "width": _opt("size", int, "--width", help=f"Multiple of 16 {_dm('width')}."),
     "size": _opt("size", str, "--size", help="Resolution preset: 720p or 540p (with --aspect)."),
     "aspect": _opt("size", str, "--aspect", help="With --size: 16:9 (default), 9:16, 4:3, 3:4 or 1:1."),
-    "steps": _opt("render", int, "--steps", help=f"Denoising steps {_dm('steps')}."),
-    "seed": _opt("render", str, "--seed", help=f"Seed of video 1, or random; video i: seed + i [default: {_R.seed}].",
+    "steps": _opt("sampling", int, "--steps", help=f"Denoising steps {_dm('steps')}."),
+    "seed": _opt("sampling", str, "--seed", help=f"Seed of video 1, or random; video i: seed + i [default: {_R.seed}].",
                  metavar="N|random"),
-    "num_videos": _opt("render", int, "--num-videos", help=f"Videos per prompt [default: {_R.num_videos}]."),
-    "guidance": _opt("render", float, "--guidance", help=f"Embedded guidance {_dm('guidance')}."),
-    "shift": _opt("render", float, "--shift", help=f"Flow shift of the sigmas {_dm('shift')}."),
-    "cfg_scale": _opt("render", float, "--cfg-scale", help=f"{_CFG} [default: {_R.cfg_scale}, off]."),
-    "neg_prompt": _opt("render", str, "--negative-prompt", "--neg-prompt", help=f"With {_NEG} [default: Tencent's]."),
-    "save_every": _opt("render", int, "--save-every", help="A resumable checkpoint every K steps [default: 0, off]."),
-    "stop_at": _opt("render", int, "--stop-at", help="Render the first N steps (a preview); continue with --resume."),
+    "num_videos": _opt("sampling", int, "--num-videos", help=f"Videos per prompt [default: {_R.num_videos}]."),
+    "guidance": _opt("sampling", float, "--guidance", help=f"Embedded guidance {_dm('guidance')}."),
+    "shift": _opt("sampling", float, "--shift", help=f"Flow shift of the sigmas {_dm('shift')}."),
+    "cfg_scale": _opt("sampling", float, "--cfg-scale", help=f"{_CFG} [default: {_R.cfg_scale}, off]."),
+    "neg_prompt": _opt("sampling", str, "--negative-prompt", help=f"With {_NEG} (also --neg-prompt) "
+                       "[default: Tencent's]."),
+    "neg_prompt_alias": _opt("sampling", str, "--neg-prompt", help="--negative-prompt", hidden=True),
+    "save_every": _opt("checkpoints", int, "--save-every",
+                       help="A resumable checkpoint every K steps [default: 0, off]."),
+    "stop_at": _opt("checkpoints", int, "--stop-at",
+                    help="Render the first N steps (a preview); continue with --resume."),
     "text_len": _opt("encode", int, "--text-len", help=f"Llama tokens kept {_dm('text_len')}."),
-    "fps": _opt("decode", int, "--fps", help=f"Frames per second {_dm('fps')}."),
-    "format": _opt("decode", str, "--format", help="mp4 or png (a folder of frames) [default: mp4]."),
-    "tiling": _opt("decode", bool, "--tiling/--no-tiling", help="VAE tiling [default: on]."),
+    "fps": _opt("video", int, "--fps", help=f"Frames per second {_dm('fps')}."),
+    "format": _opt("video", str, "--format", help="mp4 or png (a folder of frames) [default: mp4]."),
+    "tiling": _opt("tiling", bool, "--tiling/--no-tiling", help="VAE tiling [default: on]."),
     "device": _opt("placement", str, "--device", help="auto, cpu, cuda, cuda:N [default: auto]."),
     "dtype": _opt("placement", str, "--dtype", help=f"{_DTYPES} [default: {_P.dtype}]."),
     # what the stage commands have besides settings
-    "model": _opt("target", str, "--model", "-m", help=f"Model dir or hub id [default: {_DEMO}]."),
-    "workdir": _opt("target", Path, "--workdir", help=f"Where artifacts go [default: {_W}].", metavar="DIR"),
-    "json_out": _opt("target", bool, "--json", help="Print one JSON object on stdout naming every artifact."),
-    "quiet": _opt("target", bool, "--quiet", "-q", help="Print only the paths made, one a line (for scripts)."),
+    "model": _opt("model", str, "--model", "-m", help=f"{_MODEL} [default: {_DEMO}]."),
+    "workdir": _opt("workdir", Path, "--workdir", help=f"Where artifacts go [default: {_W}].", metavar="DIR"),
+    "json_out": _opt("json", bool, "--json", help="Print one JSON object on stdout naming every artifact."),
+    "quiet": _opt("quiet", bool, "--quiet", "-q", help="Print only the paths made, one a line (for scripts)."),
     "output": _opt("output", Path, "--output", "-o", help="Where the one video goes [default: WORKDIR/videos/]."),
     "no_cache": _opt("cache", bool, "--no-cache", help="Neither read nor write the embedding cache."),
     "image": _opt("image", Path, "--image", help="The first frame (image-to-video models): an image file; every prompt "
@@ -122,14 +124,15 @@ OPTIONS: dict[str, tuple[str, Any]] = {
     "rewrite_api_model": _opt("rewrite", str, "--rewrite-api-model", help="Its served model name."),
     "rewrite_model": _opt("rewrite", str, "--rewrite-model", help="A model directory: vLLM in-process."),
     # memory: offloading and per-stage devices (settings), the DiT's weight variant (engine)
-    "offload": _opt("placement", str, "--offload", help=f"{_OFFLOAD} [default: none]."),
-    "text_encoder_device": _opt("placement", str, "--text-encoder-device", help="The encode stage's device."),
-    "vae_device": _opt("placement", str, "--vae-device", help="The decode stage's device."),
+    "offload": _opt("offload", str, "--offload", help=f"{_OFFLOAD} [default: none]."),
+    "text_encoder_device": _opt("te_device", str, "--text-encoder-device", help="The encode stage's device."),
+    "vae_device": _opt("vae_device", str, "--vae-device", help="The decode stage's device."),
     "fp8": _opt("weights", bool, "--fp8", help=_FP8),
     "dit": _opt("weights", Path, "--dit", help=_DIT, dir_okay=False),
     "lora": _opt("weights", list[str], "--lora", help="A LoRA for the DiT (repeatable).", metavar="FILE[:SCALE]"),
     "dry_run": _opt("dryrun", bool, "--dry-run", help="Print the memory plan and exit (nothing loads)."),
-    "memory": _opt("plan", str, "--memory", help="Free device memory to plan for, e.g. 24GB [default: free]."),
+    "memory": _opt("plan", str, "--memory", help=f"Free device memory to plan for, with its unit: {FORMS} "
+                   "[default: the device's free memory]."),
     # speed (docs/speed.md)
     "cache": _opt("speed", str, "--cache", help=_CACHE, metavar="KIND[:T]"),
     "cache_quality": _opt("speed", str, "--cache-quality", help="Take the threshold `hyv calibrate` chose for this "
@@ -153,20 +156,32 @@ OPTIONS: dict[str, tuple[str, Any]] = {
                 "(pip install 'hyv[ray]')."),
 }
 # fmt: on
+_TARGET = ("model", "workdir", "json", "quiet")
+_PLACE = ("placement", "offload")
+# The groups of options each command takes: only what changes what it does (`hyv plan` makes no artifact and
+# shows every offload mode: no seed, fps, checkpoints, work directory, --quiet or --offload).
 GROUPS = {
-    "encode": ("target", "cache", "image", "frames", "size", "encode", "placement"),
-    "render": ("target", "cache", "resume", "frames", "size", "render", "speed", "encode", "placement", "parallel"),
-    "decode": ("target", "output", "decode", "placement"),
-    "run": ("target", "output", "cache", "resume", "rewrite", "frames", "size", "render", "speed", "encode", "decode",
-            "placement", "parallel", "scale"),
-    "plan": ("target", "frames", "size", "render", "encode", "decode", "placement", "weights", "plan", "sr",
-             "srmodel"),
+    "encode": (*_TARGET, "cache", "image", "frames", "size", "encode", *_PLACE, "te_device"),
+    "render": (*_TARGET, "cache", "resume", "frames", "size", "sampling", "checkpoints", "speed", "encode",
+               *_PLACE, "te_device", "parallel", "weights"),
+    "decode": (*_TARGET, "output", "video", "tiling", *_PLACE, "vae_device"),
+    "run": (*_TARGET, "output", "cache", "resume", "rewrite", "image", "frames", "size", "sampling", "checkpoints",
+            "speed", "encode", "sr", "srmodel", "video", "tiling", *_PLACE, "te_device", "vae_device", "parallel",
+            "scale", "weights", "dryrun", "plan"),
+    "plan": ("model", "json", "frames", "size", "encode", "sr", "srmodel", "tiling", "placement", "te_device",
+             "vae_device", "weights", "plan"),
     # upscale: its own options and, of the others, the render settings it uses (by name)
-    "upscale": ("target", "to", "srmodel", "placement", "save_every", "attention"),
-    "calibrate": ("target", "frames", "size", "render", "encode", "decode", "placement"),
-}
-GROUPS["render"] += ("weights",)
-GROUPS["run"] += ("weights", "dryrun", "image", "sr", "srmodel")
+    "upscale": (*_TARGET, "to", "srmodel", *_PLACE, "save_every", "attention"),
+    "calibrate": ("model", "json", "frames", "size", "sampling", "encode", "tiling", "placement", "te_device",
+                  "vae_device"),
+}  # fmt: skip
+# Where a command reads an option differently: its own help text.
+_HELP_OPTIONS = {
+    ("plan", "device"): _opt("placement", str, "--device", help="auto, cpu, cuda, cuda:N [default: cuda: a plan "
+                             "for a CUDA GPU (its dtypes), whether or not one is here; cpu: this machine's run].")[1],
+    ("plan", "model"): _opt("model", str, "--model", "-m", help=f"{_MODEL} Offline: a folder of configs, or {_NAMES} "
+                            f"[default: {_DEMO}].")[1],
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -208,6 +223,9 @@ def _build(**given: Any) -> StageOptions:
     if given.get("to") is not None:  # `hyv upscale --to`: the same setting as `hyv run --sr`
         given["sr"] = given["to"]
     given.pop("to", None)
+    alias = given.pop("neg_prompt_alias", None)  # --neg-prompt: the short spelling of --negative-prompt
+    if alias is not None and given.get("neg_prompt") is None:
+        given["neg_prompt"] = alias
     flags = Flags(**{k: given.pop(k) for k in list(given) if OPTIONS[k][0] not in _OWN_GROUPS})
     weights = {k: given.pop(k, None) for k in ("fp8", "dit", "lora")}
     mode = given.pop("rewrite", None)
@@ -235,14 +253,15 @@ def _build(**given: Any) -> StageOptions:
     )
 
 
-_OWN_GROUPS = ("target", "cache", "resume", "rewrite", "output", "weights", "dryrun", "plan", "parallel", "scale",
-               "image", "srmodel")  # fmt: skip
+_OWN_GROUPS = ("model", "workdir", "json", "quiet", "cache", "resume", "rewrite", "output", "weights", "dryrun",
+               "plan", "parallel", "scale", "image", "srmodel")  # fmt: skip
 
 
 def stage_options(command: str) -> Callable[[F], F]:
     """Give a stage command the options of its groups, passed as one `opts: StageOptions`."""
     wanted = GROUPS[command]
-    return bundle("opts", {n: ann for n, (g, ann) in OPTIONS.items() if g in wanted or n in wanted}, _build)
+    chosen = {n: _HELP_OPTIONS.get((command, n), ann) for n, (g, ann) in OPTIONS.items() if g in wanted or n in wanted}
+    return bundle("opts", chosen, _build)
 
 
 def bundle(param: str, options: dict[str, Any], build: Callable[..., Any]) -> Callable[[F], F]:

@@ -3,6 +3,7 @@ stderr, and the exit code (0 all done, 1 the only item failed, 3 some items of a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -18,11 +19,6 @@ if TYPE_CHECKING:
 
 # What each command makes: the key of its rows in the JSON object, and the noun of its messages.
 MAKES = {"encode": "embeddings", "render": "latents", "upscale": "latents", "decode": "videos", "run": "videos"}
-
-
-def report_line_errors(errors: list[LineError]) -> None:
-    for e in errors:
-        err_console.print(f"[red]skipped[/] {escape(e.source)}: {escape(e.message)}", markup=True)
 
 
 def summary(report: Report, line_errors: list[LineError]) -> dict[str, int]:
@@ -93,16 +89,44 @@ def _summary_line(command: str, report: Report, counts: dict[str, int], opts: St
 
 
 def finish(report: Report, line_errors: list[LineError]) -> None:
-    """Exit code: 0 all done; 1 the only item failed; 3 a batch with failed items or lines."""
+    """Exit code: 0 all done; 1 the only item failed; 3 a batch with failed items or lines. What did not run is
+    listed in one place, at the end: input lines that cannot run as written (their file and line: fix them), then
+    items whose computation failed (re-running the same command retries them)."""
     from render.core.errors import BatchFailure, RuntimeFailure, UsageError
 
     failed = report.failed
     if len(report.outcomes) == 1 and len(failed) == 1 and not line_errors:
         error = f"{failed[0].item.source}: {failed[0].error}" if failed[0].item.source else failed[0].error
         raise (UsageError if failed[0].bad_input else RuntimeFailure)(error or "failed")
-    for o in failed:
-        src = o.item.source or o.item.label
-        err_console.print(f"[red]failed[/] {escape(src)}: {escape(o.error or '')}", markup=True)
-    total = len(failed) + len(line_errors)
-    if total:
-        raise BatchFailure(f"{total} item(s) failed; the others are done; re-run the same command to retry")
+    bad = [(e.source, e.message) for e in line_errors]
+    bad += [(o.item.source or o.item.label, o.error or "") for o in failed if o.bad_input]
+    broken = [(o.item.source or o.item.label, o.error or "") for o in failed if not o.bad_input]
+    for tag, rows in (("not run", bad), ("failed", broken)):
+        for source, message in dict.fromkeys(rows):  # an item's videos fail alike: one line
+            err_console.print(f"[red]{tag}[/] {escape(source)}: {escape(message)}", markup=True)
+    if not bad and not broken:
+        return
+    parts = []
+    if bad:
+        n = len(dict.fromkeys(s for s, _ in bad))
+        again = "fix them" if broken else "fix them and run the command again"
+        parts.append(f"{n} input line(s) cannot run as written ({_where(s for s, _ in bad)}): {again}")
+    if broken:
+        parts.append(f"{len(broken)} item(s) failed (listed above): {'then ' if bad else ''}re-run the same command "
+                     "to retry them")  # fmt: skip
+    done = sum(1 for o in report.outcomes if o.status != "failed")
+    raise BatchFailure("; ".join(parts) + f" ({done} done, kept)")
+
+
+def _where(sources: Iterable[str]) -> str:
+    """"prompts.jsonl lines 2, 5; argument 1": file:line sources grouped by file, in order, each once."""
+    by_file: dict[str, list[str]] = {}
+    for src in dict.fromkeys(sources):
+        path, _, line = src.rpartition(":")
+        if path and line.isdigit():
+            by_file.setdefault(path, []).append(line)
+        else:
+            by_file.setdefault(src, [])
+    return "; ".join(
+        f"{f} line{'s' if len(lines) > 1 else ''} {', '.join(lines)}" if lines else f for f, lines in by_file.items()
+    )

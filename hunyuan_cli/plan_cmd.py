@@ -15,37 +15,26 @@ def plan(*, opts: StageOptions) -> None:
     """Each stage's peak device memory under each offload mode, before anything loads (real modules on meta
     tensors: configs only, no weights), and which mode fits the free memory.
 
-    With no GPU here, --device auto plans for a CUDA GPU (its dtypes); give --memory to say how much it has."""
+    It plans for a CUDA GPU unless --device says otherwise, whether or not one is here: --memory says how much it has.
+
+    The released models need no download: --model takes their names or hub ids offline (their configs ship)."""
     with reported_errors():
-        from render.core.resolve import Flags
-        from render.engine import Engine
-
-        flags = opts.flags
-        if flags.device is None:
-            import torch
-
-            if not torch.cuda.is_available():
-                flags = Flags(**{**vars(flags), "device": "cuda"})
-        engine = Engine(opts.model, variant=opts.variant(), sr_model=opts.sr_model)
-        quiet_libraries()
-        show_plan(engine, engine.settings(flags), opts)
+        show_plan(opts)
 
 
-def show_plan(engine: Any, settings: Any, opts: StageOptions) -> None:
-    from render.files.cache import parse_size
-    from render.plan import free_memory, summary
+def show_plan(opts: StageOptions) -> None:
+    """The plan of the options' model and settings (render.run.planning: `hyv run --dry-run` gives the same)."""
+    from render.run.planning import memory_plan
 
-    p = engine.plan(settings)
-    devices = {s.device for s in p.stages}
-    free = parse_size(opts.memory) if opts.memory else free_memory("cuda" if "cuda" in devices else "cpu")
-    s = summary(p, free)
+    quiet_libraries()
+    s = memory_plan(opts.model, opts.flags, variant=opts.variant(), memory=opts.memory, sr_model=opts.sr_model)
     if opts.json_out:
-        emit_json({"command": "plan", "model": engine.model.source, **s})
+        emit_json({"command": "plan", **s})
         return
-    _print_table(engine.model.source, s)
+    _print_table(s)
 
 
-def _print_table(source: str, s: dict[str, Any]) -> None:
+def _print_table(s: dict[str, Any]) -> None:
     from rich.table import Table
 
     from hunyuan_cli.console import Console
@@ -53,10 +42,11 @@ def _print_table(source: str, s: dict[str, Any]) -> None:
     modes = list(s["run_peak_bytes"])
     unit, div = ("GB", 1e9) if max(s["run_peak_bytes"].values()) >= 1e9 else ("MB", 1e6)
 
-    def _gb(n: Any) -> str:
+    def _gb(n: float) -> str:
         return f"{n / div:.2f}"
 
-    title = f"memory plan ({unit}): {source}, {s['frames']}x{s['height']}x{s['width']}"
+    title = f"memory plan in {unit} ({unit} = 10^{9 if unit == 'GB' else 6} bytes): {s['model']}, "
+    title += f"{s['frames']}x{s['height']}x{s['width']}"
     if s.get("sr"):
         title += f" -> --sr {s['sr']['to']}: {s['sr']['height']}x{s['sr']['width']}"
     if s["weights_variant"]:
@@ -72,14 +62,14 @@ def _print_table(source: str, s: dict[str, Any]) -> None:
     typer.echo(
         f"run = the largest stage (each stage's models are freed after it); every model resident at once "
         f"(upstream's way): {_gb(s['all_resident_bytes'])} {unit}. Peaks are tensor bytes as torch allocates them "
-        "(no CUDA context, no allocator fragmentation)."
+        "(no CUDA context, no allocator fragmentation); 1 GiB = 1.074 GB."
     )
     free = s["free_bytes"]
     if free is None:
-        typer.echo("free memory unknown (no GPU here): give --memory SIZE to see which mode fits")
+        typer.echo("free memory unknown (no GPU here): give --memory SIZE (e.g. 24GB or 24GiB) to see which mode fits")
         return
     fits = [m for m, ok in s["fits"].items() if ok]
     typer.echo(
-        f"free {free / 1e9:.2f} GB: fits with a 10% margin: {', '.join(fits) or 'no mode'}; --offload auto picks "
-        + ", ".join(f"{k}: {v or 'none fits'}" for k, v in s["auto"].items())
+        f"free {free / 1e9:.2f} GB ({free / 2**30:.2f} GiB): fits with a 10% margin: {', '.join(fits) or 'no mode'}; "
+        "--offload auto picks " + ", ".join(f"{k}: {v or 'none fits'}" for k, v in s["auto"].items())
     )

@@ -2,8 +2,9 @@
 
 - On a terminal: rich bars (the batch: stage, items done / cached / skipped / failed; the steps of the item).
 - Elsewhere (nohup, Slurm, CI, `2> log`): plain lines, flushed as they happen: one when a stage starts, one per
-  item done, and a step line every ~10% of a long render.
-- Both say how long a long stage will take once its first step is timed. With --json or --quiet, only warnings.
+  item done, and a step line every ~10% of a long render with the time left for the batch (not the item).
+- Both say how long a long stage will take once its first step is timed, for the batch (never "0:00" while
+  steps are left: "under a second"). With --json or --quiet, only warnings.
 """
 
 from __future__ import annotations
@@ -26,8 +27,14 @@ def _clock(seconds: float) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
+def _left(seconds: float) -> str:
+    """Time still to go: "0:42", or "under a second" (never "0:00" while something is left)."""
+    return "under a second" if 0 < seconds < 0.5 else _clock(seconds)
+
+
 class _Base:
-    """Counting and the estimate shared by both displays."""
+    """Counting and the estimate shared by both displays. Time is measured over the steps of the stage (not the
+    loading before them), and what is left is the batch's: this item's remaining steps and the items after it."""
 
     long = LONG  # a stage whose estimate exceeds this many seconds says so
 
@@ -38,13 +45,17 @@ class _Base:
         self.total = 0
         self.step_total = 0
         self.step_done = 0
-        self.item_started = 0.0
         self.estimated = False
+        self.stepped = 0.0  # seconds spent in the stage's steps so far
+        self.stepped_n = 0  # steps done in the stage so far
+        self.tick = 0.0  # when the last step (or this item's steps) began
+        self.started: float | None = None  # when the stage's first steps began
 
     def stage(self, name: str, total: int) -> None:
         if not self.stage_name:  # real work starts: the libraries are about to load, and to talk
             quiet_libraries()
         self.stage_name, self.total, self.counts, self.estimated = name, total, Counter(), False
+        self.stepped, self.stepped_n, self.started = 0.0, 0, None
         self.on_stage()
 
     def item(self, status: str, label: str) -> None:
@@ -52,22 +63,36 @@ class _Base:
         self.on_item(status, label)
 
     def steps(self, total: int, label: str) -> None:
-        self.step_total, self.step_done, self.item_started = total, 0, time.perf_counter()
+        self.step_total, self.step_done, self.tick = total, 0, time.perf_counter()
+        self.started = self.started if self.started is not None else self.tick
         self.on_steps(label)
 
     def step(self, n: int = 1) -> None:
+        now = time.perf_counter()
         self.step_done += n
-        if not self.estimated and self.step_total > 1:
+        self.stepped += now - self.tick
+        self.stepped_n += n
+        self.tick = now
+        eta = self.left()
+        if not self.estimated and self.step_total > 1 and eta > self.long:
             self.estimated = True
-            per_step = (time.perf_counter() - self.item_started) / self.step_done
-            left_items = max(0, self.total - sum(self.counts.values()) - 1)
-            eta = per_step * ((self.step_total - self.step_done) + left_items * self.step_total)
-            if eta > self.long:
-                self.say(
-                    f"{self.stage_name}: {self.total} item(s) x {self.step_total} steps at "
-                    f"{per_step:.1f} s a step: about {_clock(eta)} to go"
-                )
+            self.say(
+                f"{self.stage_name}: {self.total} item(s) x {self.step_total} steps at "
+                f"{self.stepped / self.stepped_n:.2g} s a step: about {_left(eta)} to go"
+            )
         self.on_step()
+
+    def item_number(self) -> int:
+        """The number of the item whose steps run now (1-based)."""
+        return min(self.total, sum(self.counts.values()) + 1)
+
+    def steps_left(self) -> int:
+        """The batch's steps still to run in this stage: this item's, and those of the items after it."""
+        return (self.step_total - self.step_done) + max(0, self.total - self.item_number()) * self.step_total
+
+    def left(self) -> float:
+        """Seconds the stage's remaining steps take at the measured pace (0 before the first step is timed)."""
+        return self.stepped / self.stepped_n * self.steps_left() if self.stepped_n else 0.0
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
@@ -114,11 +139,11 @@ class LogProgress(_Base):
     def on_step(self) -> None:
         every = max(1, self.step_total // 10)
         if self.step_total >= 10 and (self.step_done % every == 0 or self.step_done == self.step_total):
-            took = time.perf_counter() - self.item_started
-            left = took / self.step_done * (self.step_total - self.step_done)
+            took = time.perf_counter() - (self.started or self.tick)
+            share = 100 * self.stepped_n // max(1, self.stepped_n + self.steps_left())
             self.say(
-                f"  step {self.step_done}/{self.step_total} ({100 * self.step_done // self.step_total}%), "
-                f"{_clock(took)} elapsed, ~{_clock(left)} left"
+                f"  step {self.step_done}/{self.step_total} of item {self.item_number()}/{self.total} "
+                f"({share}% of the batch), {_clock(took)} elapsed, ~{_left(self.left())} left for the batch"
             )
 
 

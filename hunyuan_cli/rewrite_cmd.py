@@ -31,11 +31,21 @@ _S = SamplingSettings()  # the defaults, defined there once
 
 
 def register(app: typer.Typer) -> None:
-    app.command("rewrite")(rewrite)
+    app.command("rewrite", rich_help_panel="Stages")(rewrite)
 
 
 def _given(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
+
+
+def _backend(**values: Any) -> dict[str, Any]:
+    """The backend options given; the old spelling `--model` (the rewrite LLM, while `--model` is the video model in
+    every other command) still works, with a deprecation line."""
+    old = values.pop("old_model_dir", None)
+    if old is not None:
+        typer.echo("hyv: warning: `hyv rewrite --model` is deprecated; use --rewrite-model (as `hyv run`)", err=True)
+        values["model_dir"] = values.get("model_dir") or old
+    return _given(**values)
 
 
 # Passed as one dict each (only what the user gave), so that the library's defaults apply to the rest.
@@ -62,8 +72,12 @@ BACKEND_OPTIONS = {
     ),
     "api_model": optional(str, "--api-model", help="Model name the server serves."),
     "model_dir": optional(
-        Path, "--model", file_okay=False, help="Model directory: vLLM in-process (pip install '.[rewrite]')."
+        Path,
+        "--rewrite-model",
+        file_okay=False,
+        help="The rewrite LLM's directory: vLLM in-process (pip install '.[rewrite]'); as `hyv run --rewrite-model`.",
     ),
+    "old_model_dir": optional(Path, "--model", file_okay=False, hidden=True, help="Deprecated: --rewrite-model."),
     "concurrency": optional(
         int, "--concurrency", help=f"Requests in flight [default: {DEFAULT_CONCURRENCY}]."
     ),
@@ -72,11 +86,11 @@ BACKEND_OPTIONS = {
 }
 
 
-@bundle("backend", BACKEND_OPTIONS, _given)
+@bundle("backend", BACKEND_OPTIONS, _backend)
 @bundle("sampling", SAMPLING_OPTIONS, _given)
 def rewrite(
     prompts: Annotated[
-        list[str] | None, typer.Argument(help="Prompts to rewrite.", show_default=False)
+        list[str] | None, typer.Argument(help="Prompts to rewrite.", show_default=False, metavar="PROMPT")
     ] = None,
     prompts_file: Annotated[
         Path | None, typer.Option("--prompts", help="A .txt, .jsonl or .csv file of prompts.", dir_okay=False)
@@ -102,7 +116,7 @@ def rewrite(
     json_out: JsonOpt = False,
     enforce_eager: Annotated[
         bool,
-        typer.Option("--enforce-eager", help="--model: skip torch.compile (faster start, slower steps)."),
+        typer.Option("--enforce-eager", help="--rewrite-model: skip torch.compile (faster start, slower steps)."),
     ] = False,
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Ask the model even for cached prompts.")
@@ -125,7 +139,7 @@ def rewrite(
             sampling=SamplingSettings(**sampling),
         )  # fmt: skip
         if backend.get("model_dir") and backend.get("endpoint") == os.environ.get("HYV_REWRITE_ENDPOINT"):
-            backend.pop("endpoint", None)  # an explicit --model wins over the endpoint from the environment
+            backend.pop("endpoint", None)  # an explicit --rewrite-model wins over the endpoint from the environment
         chosen = make_backend(**{"endpoint": None, "api_model": None, "model_dir": None, **backend})
         if enforce_eager and isinstance(chosen, InProcessBackend):
             chosen = replace(chosen, enforce_eager=True)
@@ -148,11 +162,16 @@ def rewrite(
             )
         for source, message in failures:
             typer.echo(f"hyv: {source}: {message}", err=True)
-        if failures:
-            raise BatchFailure(
-                f"{len(failures)} prompt(s) failed (listed above); re-run the same command to retry them, "
-                "the rewrites done so far are cached"
-            )
+        if failures:  # bad input lines are to fix (a re-run would not help); failed requests are to retry
+            parts = []
+            if input_errors:
+                parts.append(f"{len(input_errors)} input line(s) cannot run as written (listed above): fix them")
+            if report.failed:
+                parts.append(f"{len(report.failed)} prompt(s) failed (listed above): re-run the same command to "
+                             "retry them, the rewrites done so far are cached")  # fmt: skip
+            else:
+                parts[0] += " and run the command again"
+            raise BatchFailure("; ".join(parts))
 
 
 def _read_inputs(args: list[str], path: Path | None) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:

@@ -11,7 +11,7 @@ import typer
 
 from hunyuan_cli.common import DEFAULT_WORKDIR, quiet_libraries, reported_errors
 from hunyuan_cli.options import OPTIONS
-from serve.server import DEFAULT_HOST, DEFAULT_PORT
+from serve import DEFAULT_HOST, DEFAULT_PORT
 
 HostOpt = Annotated[
     str, typer.Option("--host", help="Address to listen on; anything but loopback needs --token.")

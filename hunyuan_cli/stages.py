@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from hunyuan_cli.common import quiet_follower, quiet_libraries, reported_errors
-from hunyuan_cli.console import announce_model, err_console
+from hunyuan_cli.common import quiet_follower, reported_errors
+from hunyuan_cli.console import announce_model, err_console, remember_notice
 from hunyuan_cli.options import PromptArgs, PromptsFileOpt, StageOptions, stage_options
-from hunyuan_cli.output import finish, print_report, report_line_errors
+from hunyuan_cli.output import finish, print_report
 from hunyuan_cli.progress import make_progress
 from render.sampling.parallel import follower_rank
 
@@ -36,14 +36,13 @@ def _execute(command: str, opts: StageOptions, inputs: Callable[[], _Inputs], **
         from render.core.errors import UsageError
         from render.engine import Engine
 
-        engine = Engine(opts.model, variant=opts.variant(), parallel=opts.parallel, sr_model=opts.sr_model)
-        settings = engine.settings(opts.flags)
-        if opts.dry_run:
+        if opts.dry_run:  # the plan `hyv plan` gives for the same options
             from hunyuan_cli.plan_cmd import show_plan
 
-            quiet_libraries()
-            show_plan(engine, settings, opts)
+            show_plan(opts)
             return
+        engine = Engine(opts.model, variant=opts.variant(), parallel=opts.parallel, sr_model=opts.sr_model)
+        settings = engine.settings(opts.flags)
         if isinstance(opts.flags.seed, str) and opts.flags.seed.strip().lower() == "random":
             err_console.print(f"seed: {settings.render.seed} (drawn at random; recorded in every manifest)")
         got = inputs()
@@ -53,13 +52,18 @@ def _execute(command: str, opts: StageOptions, inputs: Callable[[], _Inputs], **
             if len(got.items) != 1:
                 raise UsageError(f"-o names one video, but {len(got.items)} items were given; use --workdir")
             got.items = [replace(got.items[0], output=opts.output)]
-        announce_model(engine.model, [it.prompt for it in got.items if it.prompt is not None])
-        report_line_errors(got.line_errors)
-        with make_progress(quiet=opts.json_out or opts.quiet) as progress:
-            run = getattr(engine, command)
-            report = run(got.items, settings, workdir=opts.workdir, progress=progress, **call)
+        quiet = opts.json_out or opts.quiet
+        prompts = [it.prompt for it in got.items if it.prompt is not None]
+        said = announce_model(engine.model, prompts, workdir=opts.workdir, quiet=quiet)
+        try:
+            with make_progress(quiet=quiet) as progress:
+                run = getattr(engine, command)
+                report = run(got.items, settings, workdir=opts.workdir, progress=progress, **call)
+        finally:
+            if said:
+                remember_notice(opts.workdir)
         print_report(command, report, got.line_errors, opts, extra=got.extra)
-        finish(report, got.line_errors)
+        finish(report, got.line_errors)  # the lines skipped and the items failed, in one place
 
 
 def _prompts(prompts: list[str] | None, prompts_file: Path | None) -> Callable[[], _Inputs]:

@@ -168,7 +168,8 @@ def download(
         sizes = planned_sizes(fetches)
         for f, n, b in sizes:
             typer.echo(f"{f.repo}: {n} files, {b / 1e9:.1f} GB -> {directory / f.subdir}")
-        typer.echo(f"total {sum(b for _, _, b in sizes) / 1e9:.1f} GB")
+        total = sum(b for _, _, b in sizes)
+        typer.echo(f"total {total / 1e9:.1f} GB ({total / 2**30:.1f} GiB)")
         if not yes and not typer.confirm("download?", default=True):
             raise typer.Exit(1)
         fetch(directory, fam, fetches, typer.echo)

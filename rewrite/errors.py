@@ -20,7 +20,7 @@ class InstructionError(RewriteUsageError):
 
 
 class VllmMissingError(RewriteUsageError):
-    """`--model` needs vLLM in this environment and it is not installed."""
+    """`--rewrite-model` needs vLLM in this environment and it is not installed."""
 
 
 class BackendError(RewriteError):

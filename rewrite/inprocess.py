@@ -20,7 +20,7 @@ from rewrite.server import Answer
 from rewrite.settings import InProcessBackend, SamplingSettings
 
 INSTALL_HINT = (
-    "--model runs vLLM in this process and vllm is not installed here: pip install '.[rewrite]' "
+    "--rewrite-model runs vLLM in this process and vllm is not installed here: pip install '.[rewrite]' "
     "(on a CPU machine: scripts/vllm_env.sh DIR builds a vLLM venv), or serve the model and use --endpoint"
 )
 

@@ -144,7 +144,7 @@ class InProcessBackend:
 
     def __post_init__(self) -> None:
         if not Path(self.model_dir).is_dir():
-            raise RewriteUsageError(f"--model {self.model_dir} is not a directory with a model in it")
+            raise RewriteUsageError(f"--rewrite-model {self.model_dir} is not a directory with a model in it")
 
 
 Backend = EndpointBackend | InProcessBackend
@@ -164,7 +164,7 @@ def make_backend(
     import os
 
     if endpoint and model_dir is not None:
-        raise RewriteUsageError("give either --endpoint (a server) or --model (vLLM in-process), not both")
+        raise RewriteUsageError("give either --endpoint (a server) or --rewrite-model (vLLM in-process), not both")
     if endpoint:
         if not api_model:
             raise RewriteUsageError("--endpoint needs --api-model, the model name the server serves")
@@ -178,5 +178,5 @@ def make_backend(
     if model_dir is not None:
         return InProcessBackend(model_dir=model_dir)
     raise RewriteUsageError(
-        "no rewrite model: pass --endpoint URL --api-model NAME (or set HYV_REWRITE_ENDPOINT), or --model DIR"
+        "no rewrite model: pass --endpoint URL --api-model NAME (or set HYV_REWRITE_ENDPOINT), or --rewrite-model DIR"
     )

@@ -12,3 +12,6 @@
 
 It composes `render` (and `rewrite`, for jobs that ask for a prompt rewrite); neither imports it.
 """
+
+DEFAULT_HOST = "127.0.0.1"  # where `hyv serve` listens (here: the CLI reads them without importing the server)
+DEFAULT_PORT = 7860

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from render.core.errors import UsageError
+from serve import DEFAULT_HOST, DEFAULT_PORT
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 7860
 MIN_TOKEN = 8
 
 

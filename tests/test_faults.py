@@ -133,8 +133,8 @@ def test_a_long_batch_says_how_long_as_it_starts(tiny_model: Path, tmp_path: Pat
     err = p.stderr
     for stage in ("encode: 2 item(s)", "render: 2 item(s)", "decode: 2 item(s)", "render 2/2 done"):
         assert stage in err
-    assert "step 2/20 (10%)" in err and "step 20/20 (100%)" in err
-    assert "render: 2 item(s) x 20 steps at" in err and "to go" in err
+    assert "step 2/20 of item 1/2 (5% of the batch)" in err and "step 20/20 of item 2/2 (100% of the batch)" in err
+    assert "render: 2 item(s) x 20 steps at" in err and "to go" in err and "0:00 to go" not in err
 
 
 def test_log_lines_are_flushed_as_they_happen(tiny_model: Path, tmp_path: Path) -> None:

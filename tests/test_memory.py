@@ -101,9 +101,10 @@ def test_plan_of_the_real_13b_configs(tmp_path: Path) -> None:
 
 
 def test_dry_run_loads_nothing(tiny_model: Path, tmp_path: Path, cli: Cli) -> None:
-    r = cli("run", PROMPT, "--model", tiny_model, "--workdir", tmp_path / "w", *SMALL_ARGS, "--dry-run", "--json")
+    r = cli("run", PROMPT, "--model", tiny_model, "--workdir", tmp_path / "w", *SMALL_ARGS, "--dry-run", "--json",
+            "--device", "cpu")  # fmt: skip
     assert r.exit_code == 0, r.stderr
-    plan = json.loads(r.stdout)
+    plan = json.loads(r.stdout)  # this machine's run: its free memory is known
     assert [s["stage"] for s in plan["stages"]] == ["encode", "render", "decode"]
     assert plan["auto"] == {"encode": "none", "render": "none", "decode": "none"}
     assert not (tmp_path / "w").exists()

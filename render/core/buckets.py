@@ -3,9 +3,14 @@ HunyuanVideo15ImageProcessor): every (a, b) of about target^2 pixels whose sides
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 
-def crop_sizes(target: int, patch: int, max_ratio: float = 4.0) -> list[tuple[int, int]]:
-    """Every (a, b) of about target^2 pixels, sides multiples of `patch`, ratio at most `max_ratio`."""
+
+@functools.lru_cache(maxsize=16)
+def crop_sizes(target: int, patch: int, max_ratio: float = 4.0) -> tuple[tuple[int, int], ...]:
+    """Every (a, b) of about target^2 pixels, sides multiples of `patch`, ratio at most `max_ratio` (computed once
+    per target: thousands of steps)."""
     num_patches = round((target / patch) ** 2)
     sizes: list[tuple[int, int]] = []
     wp, hp = num_patches, 1
@@ -16,10 +21,10 @@ def crop_sizes(target: int, patch: int, max_ratio: float = 4.0) -> list[tuple[in
             hp += 1
         else:
             wp -= 1
-    return sizes
+    return tuple(sizes)
 
 
-def nearest(height: float, width: float, sizes: list[tuple[int, int]]) -> tuple[int, int]:
+def nearest(height: float, width: float, sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:
     """The (H, W) of `sizes` whose ratio H/W (rounded to 5 places) is nearest height/width (Tencent's
     `get_closest_ratio`: the first of equals)."""
     aspect = float(height) / float(width)

@@ -12,8 +12,10 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy loads when a video is drawn: parsing a caption (hyv's prompt check) stays instant
+    import numpy as np
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (230, 30, 30),
@@ -122,6 +124,8 @@ def random_scene(rng: random.Random, two_prob: float = 0.25, held_out: bool = Fa
 
 
 def _shape_mask(shape: str, cx: float, cy: float, r: float, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     dx, dy = xx - cx, yy - cy
     if shape == "circle":
         return np.asarray(dx * dx + dy * dy <= r * r)
@@ -150,6 +154,8 @@ def render(
     speed; sizes are RADIUS of the side +-8%. A small model trained for minutes on a CPU can learn a world where the
     caption fixes the layout: with random start points the conditional distribution has a mode for every start, and
     a tiny DiT drew scattered patches instead of one blob (docs/demo.md)."""
+    import numpy as np
+
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32) + 0.5
     video = np.empty((frames, height, width, 3), np.uint8)
     video[:] = np.array(COLOURS[scene.background], np.uint8)

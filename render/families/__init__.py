@@ -3,6 +3,9 @@ a model and tells its family: a family is registered here once (`FAMILIES`) and 
 
     model = resolve_model("path/or/hub-id")   # --model, else $HYV_MODEL, else the bundled demo model
     family = family_of(model)                 # by model_index.json `_class_name`, or the original layout found
+
+A released model is known by a short name or its hub id (`released_models`); its configs ship with hyv, so that the
+memory plan needs no download (`resolve_model(name, configs_only=True)`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from pathlib import Path
 from render.core.errors import ModelNotFoundError, UsageError
 from render.families.hunyuan_video import HUNYUAN_VIDEO, HUNYUAN_VIDEO_I2V
 from render.families.hunyuan_video15 import HUNYUAN_VIDEO_15
-from render.model.family import Family
+from render.model.family import Family, Released
 from render.model.ref import BUNDLED_DEMO, ModelRef, diffusers_ref, download, looks_like_hub_id
 
 FAMILIES: tuple[Family, ...] = (HUNYUAN_VIDEO, HUNYUAN_VIDEO_I2V, HUNYUAN_VIDEO_15)
@@ -47,8 +50,29 @@ def upscaler_family(path: Path) -> Family | None:
     return next((f for f in FAMILIES if f.upscalers_in(path)), None)
 
 
-def resolve_model(spec: str | Path | None) -> ModelRef:
-    """Find the model: --model, else HYV_MODEL, else the bundled demo model."""
+def released_models() -> tuple[Released, ...]:
+    """Every family's released models (short name, hub id, shipped configs)."""
+    return tuple(r for f in FAMILIES for r in f.released)
+
+
+def find_released(spec: str) -> Released | None:
+    """The released model a name means: its short name, its hub id or the hub id's name part (any case)."""
+    s = spec.strip().lower()
+    for r in released_models():
+        if s in (r.name.lower(), r.hub_id.lower(), r.hub_id.split("/")[-1].lower()):
+            return r
+    return None
+
+
+def known_models() -> str:
+    """The names `--model` takes without a folder, for messages and help: "hunyuanvideo, hunyuanvideo-1.5-..."."""
+    return ", ".join(r.name for r in released_models())
+
+
+def resolve_model(spec: str | Path | None, *, configs_only: bool = False) -> ModelRef:
+    """Find the model: --model, else HYV_MODEL, else the bundled demo model. A folder is used as it is; a released
+    model's name or hub id is fetched from the hub (or its local snapshot), or, with `configs_only` (the memory
+    plan), read from the configs shipped with hyv, offline."""
     spec = str(spec) if spec else os.environ.get("HYV_MODEL") or None
     if spec is None:
         if (BUNDLED_DEMO / "model_index.json").is_file():
@@ -56,22 +80,41 @@ def resolve_model(spec: str | Path | None) -> ModelRef:
         raise ModelNotFoundError("no model given: pass --model DIR (a diffusers-layout directory) or set HYV_MODEL")
     p = Path(spec).expanduser()
     if p.exists():
-        if not p.is_dir():
-            raise ModelNotFoundError(f"--model {spec} is a file; give the model directory (with model_index.json)")
-        if (p / "model_index.json").is_file():
-            return diffusers_ref(p.resolve(), spec)
-        for family in FAMILIES:
-            found = family.find_original(p, spec)
-            if found is not None:
-                return found
-        originals = " or ".join(f"{f.name}'s original layout (no {f.original_marker})" for f in FAMILIES)
+        return _folder(p, spec)
+    released = find_released(spec)
+    if released is not None and configs_only:
+        return diffusers_ref(released.configs, f"{released.hub_id} (configs shipped with hyv)")
+    hub = released.hub_id if released is not None else spec if looks_like_hub_id(spec) else None
+    if hub is None:
         raise ModelNotFoundError(
-            f"{spec} is neither a diffusers-layout model directory (no model_index.json) nor {originals}; "
-            "use e.g. hunyuanvideo-community/HunyuanVideo or `hyv models init-tiny DIR`"
+            f"model directory {spec} does not exist, and it is not a released model's name ({known_models()}) "
+            "nor a hub id"
         )
-    if looks_like_hub_id(spec):
-        return diffusers_ref(download(spec), spec)
-    raise ModelNotFoundError(f"model directory {spec} does not exist")
+    try:
+        return diffusers_ref(download(hub), hub)
+    except ModelNotFoundError as exc:
+        more = (
+            f"; `hyv plan --model {spec}` works offline (its configs ship with hyv)"
+            if released is not None
+            else f"; the released models hyv knows without a download: {known_models()}"
+        )
+        raise ModelNotFoundError(f"{exc}{more}") from None
+
+
+def _folder(p: Path, spec: str) -> ModelRef:
+    if not p.is_dir():
+        raise ModelNotFoundError(f"--model {spec} is a file; give the model directory (with model_index.json)")
+    if (p / "model_index.json").is_file():
+        return diffusers_ref(p.resolve(), spec)
+    for family in FAMILIES:
+        found = family.find_original(p, spec)
+        if found is not None:
+            return found
+    originals = " or ".join(f"{f.name}'s original layout (no {f.original_marker})" for f in FAMILIES)
+    raise ModelNotFoundError(
+        f"{spec} is neither a diffusers-layout model directory (no model_index.json) nor {originals}; "
+        "use e.g. hunyuanvideo-community/HunyuanVideo or `hyv models init-tiny DIR`"
+    )
 
 
 def init_tiny(

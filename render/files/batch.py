@@ -41,7 +41,7 @@ class PromptFile:
 
 
 def read_prompt_file(path: Path) -> PromptFile:
-    """Read a prompt file; raise UsageError only when the file as a whole cannot be read."""
+    """Read a prompt file; raise UsageError only when the file as a whole cannot be read or holds no prompt."""
     if path.is_dir():
         raise UsageError(f"prompt file {path} is a directory; pass a .txt, .jsonl or .csv file to --prompts")
     if not path.is_file():
@@ -59,6 +59,10 @@ def read_prompt_file(path: Path) -> PromptFile:
         items, errors = _read_txt(path, text)
     else:
         raise UsageError(f"prompt file {path}: unknown extension {suffix!r}; use .txt, .jsonl or .csv")
+    if not items and not errors:
+        what = "only a header" if suffix == ".csv" else "only blank lines and # comments"
+        what = "it is empty" if not text.strip() else what
+        raise UsageError(f"prompt file {path} has no prompts ({what}); write one prompt a line")
     return PromptFile(path=path, items=items, errors=errors)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from render.core import sizes
 from render.core.errors import ArtifactError, UsageError
 from render.files.artifacts import read_manifest
 
@@ -89,25 +90,11 @@ def touch(path: Path) -> None:
         pass
 
 
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "kb": 10**3,
-    "mb": 10**6,
-    "gb": 10**9,
-    "tb": 10**12,
-    "kib": 2**10,
-    "mib": 2**20,
-    "gib": 2**30,
-}
 _AGES = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def parse_size(text: str) -> int:
-    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
-    if not m or m.group(2).lower() not in _UNITS:
-        raise UsageError(f"cannot read size {text!r}; write e.g. 500MB or 10GB")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    return sizes.parse_size(text, "--max-size")
 
 
 def parse_age(text: str) -> float:

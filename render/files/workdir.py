@@ -8,7 +8,9 @@
     latents/.checkpoints/<stem>.safetensors  the last resumable checkpoint of a render
     videos/<stem>.mp4 (+ .mp4.json)          the video and its manifest (or videos/<stem>/ of PNG frames)
     .locks/<name>.lock                       held while a process renders or decodes an item
-    .index/<key>.json                        which video a run of one (item, seed) made (render.run.runindex)
+    .index/<key>.json                        which video a run of one (item, seed) made (render.run.runindex), or
+                                             which artifact a stage command made (render.run.stageindex)
+    .notices/<name>                          a one-time notice was given here (the demo model's)
 
 Hidden names (checkpoints, locks, temporary files) stay out of the way of `latents/*.safetensors` globs.
 """
@@ -69,6 +71,18 @@ class Workdir:
     def index(self, key: str) -> Path:
         return self.root / ".index" / f"{key}.json"
 
+    def noticed(self, name: str) -> bool:
+        """Whether the one-time notice `name` was given for this work directory already."""
+        return (self.root / ".notices" / name).exists()
+
+    def mark_noticed(self, name: str) -> None:
+        """Remember that the notice `name` was given, in a work directory that exists (a command that made
+        nothing leaves no folder behind for it)."""
+        if self.root.is_dir():
+            from render.core.fsutil import write_text_atomic
+
+            write_text_atomic(self.root / ".notices" / name, "")
+
     def lock(self, name: str) -> Path:
         d = self.root / ".locks"
         d.mkdir(parents=True, exist_ok=True)
@@ -89,11 +103,18 @@ class Workdir:
 
 
 def writable_dir_problem(d: Path) -> str | None:
-    """Why `d` cannot be used as a writable directory (it is created if missing), or None when it can."""
+    """Why `d` cannot be used as a writable directory, or None when it can. The check makes what is missing of it
+    and removes that again: a command that then fails on its input leaves no empty folder behind (the first
+    artifact written makes the folders it needs)."""
     import tempfile
 
     if d.exists() and not d.is_dir():
         return "is not a directory"
+    missing: list[Path] = []  # the folders this check makes, deepest first
+    p = d
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
     try:
         d.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=d, prefix=".hyv-write-test-"):
@@ -102,6 +123,12 @@ def writable_dir_problem(d: Path) -> str | None:
         return "is inside something that is not a directory"
     except OSError as exc:
         return f"is not writable ({exc.strerror or type(exc).__name__})"
+    finally:
+        for m in missing:
+            try:
+                m.rmdir()
+            except OSError:  # not made here after all, or something was put in it meanwhile
+                break
     return None
 
 

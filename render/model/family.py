@@ -114,6 +114,16 @@ class ImageEncoding:
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class Released:
+    """A released model of a family: the short name hyv knows it by, its hub id (diffusers layout), and its
+    configs shipped with hyv (a folder in the diffusers layout without weights: `hyv plan` needs nothing else)."""
+
+    name: str
+    hub_id: str
+    configs: Path
+
+
 def unsupported(family: str, what: str) -> UsageError:
     return UsageError(f"{what} is not available for {family} models")
 
@@ -134,6 +144,7 @@ class Family:
     module_map: ModuleMap | None = None  # its original DiT's module names (LoRAs, fp8 maps), if it has any
     noise_in_dit_dtype: bool = False  # the initial noise is drawn in the DiT's dtype (else float32)
     cache_kinds: tuple[str, ...] | None = None  # the step caches that work on its DiT (None: every kind)
+    released: tuple[Released, ...] = ()  # its released models, with their shipped configs
 
     # ------------------------------------------------------------------ model folders
 

@@ -107,7 +107,8 @@ class LocalEngine(Session):
         """Prompts -> embeddings, one outcome per item (status done, cached or failed)."""
         from render.run import pipeline
 
-        req = self.request(items, settings, workdir, "encode", use_cache=use_cache, progress=progress)
+        # devices: checked in pipeline.encode, after the stage index (a no-op call imports no torch)
+        req = self.request(items, settings, workdir, use_cache=use_cache, progress=progress)
         return pipeline.encode(self, req)
 
     @_mirrored
@@ -124,9 +125,8 @@ class LocalEngine(Session):
         """Embeddings (given, or found by the prompt's content key) -> latents, one outcome per video."""
         from render.run import pipeline
 
-        req = self.request(
-            items, settings, workdir, "render", resume=resume, use_cache=use_cache, progress=progress
-        )
+        # devices: checked in pipeline.render, after the stage index
+        req = self.request(items, settings, workdir, resume=resume, use_cache=use_cache, progress=progress)
         return pipeline.render(self, req)
 
     @_mirrored
@@ -141,7 +141,8 @@ class LocalEngine(Session):
         """Latents -> videos with their manifests, one outcome per item."""
         from render.run import pipeline
 
-        return pipeline.decode(self, self.request(items, settings, workdir, "decode", progress=progress))
+        # devices: checked in pipeline.decode, after its check for videos already made
+        return pipeline.decode(self, self.request(items, settings, workdir, progress=progress))
 
     @_mirrored
     def upscale(

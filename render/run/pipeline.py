@@ -19,7 +19,7 @@ from render.core.progress import Progress
 from render.core.settings import EncodeSettings, RenderSettings, Settings
 from render.files.artifacts import read_manifest
 from render.files.workdir import Workdir
-from render.run import runindex
+from render.run import runindex, stageindex
 from render.run.firstframes import encode_images, first_frame, given_image
 from render.run.session import Session
 from render.run.spec import RunRequest, begin
@@ -49,6 +49,9 @@ class _Prepared:
 def encode(engine: Session, req: RunRequest) -> Report:
     items, settings, progress = req.items, req.settings, req.progress
     wd, use_cache = begin(req)
+    if (done := stageindex.lookup(engine, "encode", items, settings, wd)) is not None:
+        return done  # every prompt's embeddings are there and whole: nothing loaded, not even torch
+    check_devices(settings, "encode")
     report = Report()
     jobs: list[EncodeJob] = []
     images: list[ImageJob] = []
@@ -74,12 +77,16 @@ def encode(engine: Session, req: RunRequest) -> Report:
         if job.image is not None and job.image.status == "failed":
             job.out.fail(f"encoding the first frame failed: {job.image.error}")
         job.out.path = job.out.embeddings
+    stageindex.record(engine, "encode", report, settings, wd)
     return report
 
 
 def render(engine: Session, req: RunRequest) -> Report:
     items, settings, resume, progress = req.items, req.settings, req.resume, req.progress
     (wd, use_cache), report = begin(req), Report()
+    if not resume and (done := stageindex.lookup(engine, "render", items, settings, wd)) is not None:
+        return done  # every video's latents are there and whole
+    check_devices(settings, "render")
     engine.require("render")
     prepared = [
         p for item in items if (p := _prepare_given(engine, item, settings, wd, use_cache, report, progress))
@@ -90,12 +97,16 @@ def render(engine: Session, req: RunRequest) -> Report:
     _render(engine, prepared, negatives, wd, resume, progress, report)
     for out in report.outcomes:
         out.path = out.latents if out.status in ("done", "skipped") else None
+    stageindex.record(engine, "render", report, settings, wd)
     return _in_item_order(report, items)
 
 
 def decode(engine: Session, req: RunRequest) -> Report:
     items, settings, progress = req.items, req.settings, req.progress
     wd, _ = begin(replace(req, use_cache=False))
+    if (done := stageindex.decoded(items, settings, wd)) is not None:
+        return done  # every video is there, whole, made from these latents with these settings
+    check_devices(settings, "decode")
     report = Report()
     jobs: list[DecodeJob] = []
     for item in items:

@@ -112,7 +112,7 @@ def _valid_entry(path: Path, s: RenderSettings) -> Outcome | None:
     if m is None or not isinstance(m.get("video"), dict) or m["video"].get("sha256") != tree_sha256(video):
         return None
     rendered_on = str((m.get("render") or {}).get("device", "")).split(":")[0]
-    if rendered_on != _auto_device(s.placement.device):
+    if rendered_on != auto_device_guess(s.placement.device):
         return None
     return Outcome(
         Item(), seed=s.seed, status="skipped", step=s.steps, embeddings=embeddings, latents=latents,
@@ -128,7 +128,7 @@ def _manifest(video: Path) -> dict[str, Any] | None:
     return m if isinstance(m, dict) else None
 
 
-def _auto_device(device: str) -> str:
+def auto_device_guess(device: str) -> str:
     """The device type a placement names; for "auto", a guess made without importing torch: cuda when an NVIDIA
     driver is loaded and not hidden by CUDA_VISIBLE_DEVICES. A wrong guess only sends the run the normal way."""
     if device != "auto":

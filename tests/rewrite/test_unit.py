@@ -245,15 +245,20 @@ def test_cli_model_without_vllm(hyv: Any, tmp_path: Path) -> None:
     from rewrite.inprocess import INSTALL_HINT
 
     assert importlib.util.find_spec("vllm") is None  # hyv's own venv has no vLLM: it lives in its own venv
-    r = hyv("rewrite", "a cat", "--model", str(tmp_path))
+    r = hyv("rewrite", "a cat", "--rewrite-model", str(tmp_path))
     assert r.exit_code == 2
     assert r.stderr.strip().splitlines() == [f"hyv: error: {INSTALL_HINT}"]
     assert "pip install '.[rewrite]'" in INSTALL_HINT
-    # an endpoint from the environment does not get in the way of an explicit --model
+    # an endpoint from the environment does not get in the way of an explicit --rewrite-model
     r = hyv(
-        "rewrite", "a cat", "--model", str(tmp_path), env={"HYV_REWRITE_ENDPOINT": "http://127.0.0.1:9/v1"}
+        "rewrite", "a cat", "--rewrite-model", str(tmp_path), env={"HYV_REWRITE_ENDPOINT": "http://127.0.0.1:9/v1"}
     )
     assert r.exit_code == 2 and r.stderr.strip() == f"hyv: error: {INSTALL_HINT}"
+    # the old spelling (--model names the video model in every other command) still works, and says so
+    r = hyv("rewrite", "a cat", "--model", str(tmp_path))
+    assert r.exit_code == 2
+    deprecation, error = [line for line in r.stderr.splitlines() if line.strip()]
+    assert "--model` is deprecated; use --rewrite-model" in deprecation and error == f"hyv: error: {INSTALL_HINT}"
 
 
 def test_cli_refused_connection(hyv: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,4 @@
-"""`hyv rewrite --model DIR`: `vllm.LLM` in-process, the whole batch in one `chat` call.
+"""`hyv rewrite --rewrite-model DIR`: `vllm.LLM` in-process, the whole batch in one `chat` call.
 
 vLLM cannot be imported from hyv's own venv, so the real CLI runs inside the vLLM venv with the repo on
 PYTHONPATH (the venv has typer and rich). This module runs before test_vllm_server.py, so no server is up at
@@ -42,7 +42,7 @@ def hyv_in_vllm_venv(python: Path, cache: Path, *args: str) -> tuple[dict[str, A
 
 def test_inprocess_batch_and_cache(vllm_python: Path, tiny_model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "inprocess.jsonl"
-    args = [*PROMPTS, "--model", str(tiny_model_dir), "--enforce-eager", "--mode", "director"]
+    args = [*PROMPTS, "--rewrite-model", str(tiny_model_dir), "--enforce-eager", "--mode", "director"]
     args += ["--max-tokens", "16", "--seed", "1", "-o", str(out), "--json"]
     first, log = hyv_in_vllm_venv(vllm_python, tmp_path / "cache", *args)
     assert "Initializing a V1 LLM engine" in log  # the real engine ran

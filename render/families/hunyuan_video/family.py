@@ -12,7 +12,7 @@ from typing import Any
 from render.core.settings import EncodeSettings, Profile, RenderSettings
 from render.families.hunyuan_video import admin, attention, configs, dit, layout, original
 from render.families.hunyuan_video.templates import template_for
-from render.model.family import Family, StepInputs, TextEncoders, TextEncoding
+from render.model.family import Family, Released, StepInputs, TextEncoders, TextEncoding
 from render.model.mapping import ModuleMap
 from render.model.ref import DIFFUSERS, ModelRef
 from render.model.variant import DiTVariant
@@ -21,6 +21,12 @@ from render.model.variant import DiTVariant
 TEACACHE_COEFFICIENTS = (7.33226126e02, -4.01131952e02, 6.75869174e01, -3.14987800e00, 9.61237896e-02)
 MIN_TILE = 64  # pixels: the smallest spatial tile tried when backing off after an out-of-memory error
 MIN_TILE_FRAMES = 8  # frames: the smallest temporal tile tried after the spatial floor (stride 4 = one latent)
+# The released 13B model's configs, shipped in released/ (no weights): DiT and VAE are diffusers' defaults of their
+# classes (HYVideo-T/2-cfgdistill, 884-16c-hy); the text encoders are the Llama-3-8B language model of
+# xtuner/llava-llama-3-8b-v1_1-transformers (vocabulary 128320, as in the community repo) and CLIP ViT-L/14's text
+# model. tests/test_first_use.py checks them against diffusers' defaults.
+_SHIPPED = Path(__file__).parent / "released"
+RELEASED = (Released("hunyuanvideo", "hunyuanvideo-community/HunyuanVideo", _SHIPPED / "hunyuanvideo"),)
 
 
 class HunyuanVideo(Family):
@@ -47,6 +53,7 @@ class HunyuanVideo(Family):
     embedded_guidance = True
     profile = Profile("HunyuanVideo")
     original_marker = f"{layout.T2V}/"
+    released = RELEASED
     module_map = ModuleMap(original.map_module, original.original_linear_modules)
 
     # ------------------------------------------------------------------ model folders

@@ -48,6 +48,7 @@ LLAVA_RENAMES = (
 class HunyuanVideoI2V(HunyuanVideo):
     name = "HunyuanVideo-I2V"
     pipeline_classes = (layout.PIPELINE_I2V,)
+    released = ()  # none of its configs ship (yet): `hyv plan` takes its folder
     stage_components = MappingProxyType(
         {
             "encode": ("text_encoder", "tokenizer", "image_processor", "text_encoder_2", "tokenizer_2"),

@@ -15,6 +15,7 @@ from typing import Any
 from render.core.errors import ModelNotFoundError
 from render.core.settings import EncodeSettings, Profile, RenderSettings
 from render.families.hunyuan_video15 import attention, buckets, encoders, layout, original
+from render.families.hunyuan_video15.hub import RELEASED
 from render.families.hunyuan_video15.upscaling import SuperResolution
 from render.model.family import StepInputs, TextEncoders, TextEncoding
 from render.model.mapping import ModuleMap
@@ -58,18 +59,16 @@ class HunyuanVideo15(SuperResolution):
     )
     embedded_guidance = False
     noise_in_dit_dtype = True  # diffusers: randn_tensor(dtype=transformer.dtype)
-    # FasterCache and PAB expect CFG batched in one forward, and PAB shares its state between hyv's cond and uncond
-    # forwards (whose text lengths differ once the padding is dropped): refused with a one-line error.
+    # FasterCache and PAB expect CFG batched in one forward (PAB's state is shared by hyv's two forwards): refused.
     cache_kinds = ("none", "fbcache", "teacache", "magcache", "taylorseer")
     profile = Profile(
         "HunyuanVideo-1.5",
         sizes=buckets.presets(),
-        refused=MappingProxyType(
-            {"guidance": "it has no embedded guidance; its guidance is real CFG: use --cfg-scale (1 turns it off)"}
-        ),
+        refused=MappingProxyType({"guidance": "it has no embedded guidance: its guidance is CFG, --cfg-scale"}),
     )
     original_marker = "transformer/<variant>/ and vae/ of HunyuanVideo 1.5"
     module_map = ModuleMap(original.map_module, original.linear_modules)
+    released = RELEASED
 
     # ------------------------------------------------------------------ model folders
 

@@ -180,6 +180,21 @@ def test_calibration_is_written_and_used(tiny_model: Path, tmp_path: Path, cli: 
     assert r.exit_code == 2 and "no teacache threshold calibrated for quality 99db" in r.stderr
 
 
+def test_calibration_with_true_cfg_watches_each_branch(tiny_model: Path, tmp_path: Path, cli: Cli) -> None:
+    """With true CFG (two DiT calls a step, each branch with its own cache state) the calibration renders as `hyv
+    run` does and fits on each branch's own sequence of steps."""
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model, model)
+    r = cli("calibrate", "a cat", "--model", model, *SMALL_ARGS[:-2], "--steps", "6", "--cfg-scale", "2",
+            "--caches", "teacache,magcache", "--json", "--no-write")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert len(out["teacache_coefficients"]) == 5 and len(out["magcache_ratios"]) == 6
+    assert all(0.0 < x < 10.0 for x in out["magcache_ratios"])  # consecutive steps of one branch, not cond vs uncond
+    hyv_json = model / "hyv.json"
+    assert out["written"] is None and (not hyv_json.exists() or "calibration" not in hyv_json.read_text())
+
+
 def test_resume_with_a_cache_on(tiny_model: Path, tmp_path: Path, cli: Cli) -> None:
     args = ("--cache", "teacache:0.3")
     stopped = _run(cli, tiny_model, tmp_path, *args, "--stop-at", "4")

@@ -1,6 +1,8 @@
 """`hyv calibrate`: what each step cache costs in quality on this model, measured, and the thresholds to use.
 
-1. A few prompts are rendered uncached while the DiT is watched: per step, the modulated input of double block 0
+1. A few prompts are rendered uncached (with true CFG when the settings have it, as `hyv run` renders them: the
+   caches keep a state per branch, and each branch is watched and fitted as a sequence of its own) while the DiT is
+   watched: per step, the modulated input of double block 0
    (what TeaCache looks at) and the residual of all blocks (output of the last minus input of the first: what the
    caches reuse). TeaCache's rescale polynomial is fitted to map the relative L1 change of the one to that of the
    other (degree 4, as TeaCache4HunyuanVideo); MagCache's per-step magnitude ratios are mean(|r_t| / |r_t-1|).
@@ -95,10 +97,13 @@ def calibrate(
     s = settings.render
     text = engine.encode_stage()
     template = text.template(s.frames)
+    uncond = None
+    if s.negative_prompt is not None:  # true CFG, as `hyv run` renders with these settings (two DiT calls a step)
+        uncond, _ = text.encode([s.negative_prompt], template, settings.encode)
     conds = []
     for p in prompts:
         tensors, _ = text.encode([p], template, settings.encode)
-        conds.append(engine.family.step_inputs(tensors, None, s, False, engine.dit_info().config))
+        conds.append(engine.family.step_inputs(tensors, uncond, s, False, engine.dit_info().config))
     engine.free("encode")
     dit = engine.transformer(s.placement)
     vae = engine.vae(settings.decode.placement, tiling=settings.decode.tiling)
@@ -108,7 +113,7 @@ def calibrate(
         return np.asarray(decoded, dtype=np.float64)
 
     say(f"uncached: {len(prompts)} prompt(s) x {s.steps} steps")
-    watch = _Watch(dit.module, engine.family.teacache())
+    watch = _Watch(dit.module, engine.family.teacache(), 1 if uncond is None else 2)
     t0 = time.perf_counter()
     reference = [_render(engine, dit, c, s, i) for i, c in enumerate(conds)]
     base_seconds = time.perf_counter() - t0
@@ -184,8 +189,9 @@ def _render(engine: Session, dit: Any, inputs: StepInputs, s: Any, index: int) -
     set_schedule(scheduler, s.steps, dit.device)
     dtype = dit.module.dtype if engine.family.noise_in_dit_dtype else torch.float32
     noise = initial_noise(engine.dit_info().latent_shape(s), s.seed + index, dit.device, dtype)
+    cfg = s.cfg_scale if inputs.uncond is not None else 1.0
     return denoise(
-        dit.module, scheduler, noise, inputs, cfg_scale=1.0, start=0, end=s.steps, before_step=engine.tick,
+        dit.module, scheduler, noise, inputs, cfg_scale=cfg, start=0, end=s.steps, before_step=engine.tick,
     )  # fmt: skip
 
 
@@ -199,13 +205,15 @@ def _passes(engine: Session, videos: list[np.ndarray], prompts: list[str]) -> in
 
 class _Watch:
     """Forward hooks that record, per DiT call, block 0's modulated input (the family's TeaCache recipe says how it
-    is computed) and the blocks' residual."""
+    is computed) and the blocks' residual. With true CFG a step makes `calls` DiT calls (cond, then uncond): each
+    branch is a sequence of its own, as the caches keep a state per branch."""
 
-    def __init__(self, transformer: Any, recipe: TeaCacheRecipe) -> None:
+    def __init__(self, transformer: Any, recipe: TeaCacheRecipe, calls: int = 1) -> None:
         from diffusers.hooks._helpers import TransformerBlockRegistry
 
         blocks = recipe.blocks(transformer)
         self.recipe = recipe
+        self.calls = calls
         self.meta = TransformerBlockRegistry.get(blocks[0].__class__)
         self.modulated: list[Any] = []
         self.residuals: list[Any] = []
@@ -232,10 +240,8 @@ class _Watch:
         """The polynomial (highest power first) from the relative L1 change of the modulated input to that of the
         residual, over consecutive steps of every video."""
         x, y = [], []
-        per = len(self.modulated) // max(1, videos)
-        for v in range(videos):
-            m, r = self.modulated[v * per : (v + 1) * per], self.residuals[v * per : (v + 1) * per]
-            for t in range(1, per):
+        for m, r in self._sequences(videos):
+            for t in range(1, len(m)):
                 x.append(_rel_l1(m[t], m[t - 1]))
                 y.append(_rel_l1(r[t], r[t - 1]))
         if len(x) <= degree:
@@ -246,13 +252,22 @@ class _Watch:
     def magcache_ratios(self, videos: int, steps: int) -> list[float]:
         """[1.0, mean over tokens and videos of |r_t| / |r_t-1| for t >= 1]."""
         ratios = np.zeros(steps)
-        for v in range(videos):
-            r = self.residuals[v * steps : (v + 1) * steps]
-            for t in range(1, steps):
+        sequences = self._sequences(videos)
+        for _, r in sequences:
+            for t in range(1, min(steps, len(r))):
                 ratios[t] += float((r[t].norm(dim=-1) / r[t - 1].norm(dim=-1).clamp_min(1e-12)).mean())
-        ratios /= max(1, videos)
+        ratios /= max(1, len(sequences))
         ratios[0] = 1.0
         return [round(float(v), 5) for v in ratios]
+
+    def _sequences(self, videos: int) -> list[tuple[list[Any], list[Any]]]:
+        """(modulated inputs, residuals) of each video and branch, step after step."""
+        per = len(self.modulated) // max(1, videos)
+        out = []
+        for v in range(videos):
+            m, r = self.modulated[v * per : (v + 1) * per], self.residuals[v * per : (v + 1) * per]
+            out += [(m[b :: self.calls], r[b :: self.calls]) for b in range(self.calls)]
+        return out
 
 
 def _rel_l1(now: Any, before: Any) -> float:

@@ -53,7 +53,7 @@ class HunyuanVideo(Family):
     embedded_guidance = True
     profile = Profile("HunyuanVideo")
     original_marker = f"{layout.T2V}/"
-    released = RELEASED
+    released: tuple[Released, ...] = RELEASED
     module_map = ModuleMap(original.map_module, original.original_linear_modules)
 
     # ------------------------------------------------------------------ model folders

@@ -35,6 +35,7 @@ from render.scale.merge import Merged
 from render.scale.relay import Collector
 
 ATTEMPTS = 3  # tries of a job whose actor dies
+START_WAIT_S = 600.0  # how long work waits for an actor to start when no actor is running (a node coming up)
 ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "HYV_DEBUG")
 NEGATIVE = "negative prompt"  # the source of a negative prompt's item (render.run.pipeline)
 
@@ -90,9 +91,13 @@ class _Batch:
     items: list[Item]
     progress: Progress
     dead: list[Any] = field(default_factory=list)  # actors lost
+    # Actors are given work only once started: one placed on a node that is gone, or is not up yet, stays pending
+    # (the cluster's resources still count a node lost a moment ago), and work sent to it would wait forever.
+    started: list[Any] = field(default_factory=list)
+    starting: dict[Any, Any] = field(default_factory=dict)  # its `ready` call -> actor
 
     def run(self, ray: Any) -> Report:
-        found = ray.cluster_resources()
+        found = _alive_resources(ray)
         on_gpu = int(found.get("GPU", 0)) > 0 and self.ctx.request.settings.render.placement.device != "cpu"
         slots = max(1, min(int(found.get("GPU" if on_gpu else "CPU", 1)), len(self.items)))
         need = {"num_gpus": 1} if on_gpu else {"num_cpus": 1}
@@ -100,14 +105,15 @@ class _Batch:
         ready = self._encode(ray, need, slots, merged)
         actor = ray.remote(**need)(StageActor).options(scheduling_strategy="SPREAD")
         actors = [actor.remote(self.ctx) for _ in range(slots)]
+        self.starting = {a.ready.remote(): a for a in actors}
         try:
             rendered = self._stage(ray, actors, "render", ready, lambda a, i: a.render.remote(self.items[i]))
             for i in ready:
                 merged.add(i, rendered[i].outcomes)
-            ray.get([a.free.remote("render") for a in actors if a not in self.dead])
+            ray.get([a.free.remote("render") for a in self._usable()])
             if self.ctx.request.settings.upscale.sr is not None:
                 self._upscale(ray, actors, merged.outcomes())
-                ray.get([a.free.remote("upscale") for a in actors if a not in self.dead])
+                ray.get([a.free.remote("upscale") for a in self._usable()])
             self._decode(ray, actors, merged.outcomes())
         finally:
             for a in actors:
@@ -174,7 +180,7 @@ class _Batch:
         from ray.exceptions import RayError, RayTaskError
 
         self.progress.stage(name, len(jobs))
-        idle = [a for a in actors if a not in self.dead]
+        idle = self._usable()
         pending, tries = deque(jobs), dict.fromkeys(jobs, 0)
         flying: dict[Any, tuple[Any, int]] = {}
         results: dict[int, Report] = {}
@@ -183,13 +189,29 @@ class _Batch:
                 a, j = idle.pop(), pending.popleft()
                 tries[j] += 1
                 flying[call(a, j)] = (a, j)
-            if not flying:  # every actor is gone
+            if not flying and not self.starting:  # every actor is gone
                 for j in pending:
                     results[j] = _failed(
                         self._item(name, j), "no Ray worker left to run it; re-run the batch"
                     )
                 break
-            [ref], _ = ray.wait(list(flying), num_returns=1)
+            waits = [*flying, *self.starting]
+            done, _ = ray.wait(waits, num_returns=1, timeout=None if flying else START_WAIT_S)
+            if not done:  # nothing runs, and no actor started in time
+                for j in pending:
+                    results[j] = _failed(self._item(name, j), f"no Ray worker started in {START_WAIT_S:.0f} s")
+                break
+            ref = done[0]
+            if ref in self.starting:  # an actor is up (or could not start): it takes work from now on
+                a = self.starting.pop(ref)
+                try:
+                    ray.get(ref)
+                except RayError:
+                    self.dead.append(a)
+                    continue
+                self.started.append(a)
+                idle.append(a)
+                continue
             a, j = flying.pop(ref)
             try:
                 report, events = ray.get(ref)
@@ -213,6 +235,10 @@ class _Batch:
             results[j] = report
         return results
 
+    def _usable(self) -> list[Any]:
+        """The actors started and not lost."""
+        return [a for a in self.started if a not in self.dead]
+
     def _item(self, stage: str, j: int) -> Item:
         return self.items[j] if stage == "render" else Item()
 
@@ -222,6 +248,16 @@ class _Batch:
                 self.progress.item(*rest)
             elif kind == "warn":
                 self.progress.warn(rest[0])
+
+
+def _alive_resources(ray: Any) -> dict[str, float]:
+    """The resources of the nodes alive now (`ray.cluster_resources()` still counts a node lost a moment ago)."""
+    found: dict[str, float] = {}
+    for node in ray.nodes():
+        if node.get("Alive"):
+            for k, v in node.get("Resources", {}).items():
+                found[k] = found.get(k, 0.0) + v
+    return found or dict(ray.cluster_resources())
 
 
 def _get(ray: Any, refs: list[Any]) -> list[Any]:
@@ -275,6 +311,10 @@ class StageActor:
     def decode(self, latents: Path) -> tuple[Report, list[Any]]:
         c, r = Collector(), self.ctx.request
         return self.engine.decode([latents], r.settings, workdir=r.workdir, progress=c.progress), c.events
+
+    def ready(self) -> bool:
+        """Answers once the actor is up (the driver gives it work from then on)."""
+        return True
 
     def free(self, stage: str) -> None:
         self.engine.free(stage)

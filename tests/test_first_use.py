@@ -244,14 +244,14 @@ def test_pyproject_license_is_an_spdx_string() -> None:
 
 
 def test_readme_states_what_the_tests_cost() -> None:
-    """The cost of `bash scripts/test.sh` (measured on 2 cores: ~11 minutes, ~3.5 GB for the vLLM venv), how to run
+    """The cost of `bash scripts/test.sh` (measured on 2 cores: minutes, ~3.5 GB for the vLLM venv), how to run
     the fast part and how to free the space, where the harness keeps it."""
     harness = (REPO / "tests" / "rewrite" / "vllm_harness.py").read_text()
     assert 'Path.home() / ".cache" / "hyv-test"' in harness
     readme = (REPO / "README.md").read_text()
     section = readme[readme.index("## Test") : readme.index("## Quick start")]
     cache = "~/.cache/hyv-test"
-    assert "11 minutes" in section and "3.5 GB" in section and cache in section
+    assert re.search(r"about \d+ minutes", section) and "3.5 GB" in section and cache in section
     assert "HYV_SKIP_VLLM=1 bash scripts/test.sh" in section and f"rm -rf {cache}" in section
 
 

@@ -70,6 +70,8 @@ def test_encode_then_render_equals_run_and_a_changed_image_is_a_new_item(i2v: Pa
     assert lat.exit_code == 0, lat.output
     assert torch.equal(load_file(run["latents"])["latents"], load_file(lat.stdout.strip())["latents"])
     frame(image, seed=1)  # the same file name, other pixels
+    emb2 = cli("encode", PROMPT, "--image", image, *common, "--frames", "5")  # not answered by the stage index
+    assert emb2.exit_code == 0 and emb2.stdout.split()[0] != emb.stdout.split()[0], emb2.output
     again = _run(cli, i2v, tmp_path / "run", "--image", image)
     assert again["status"] == "done" and again["latents"] != run["latents"] and again["embeddings"] != run["embeddings"]
 

@@ -81,6 +81,8 @@ def lookup(engine: Session, stage: str, items: list[Item], settings: Settings, w
     for item in items:
         if item.prompt is None and (stage == "encode" or item.embeddings is None):
             return None
+        if stage == "encode" and item.image is not None:  # its first frame's artifacts are checked on the full path
+            return None
         try:
             s = settings.render.with_overrides(item.overrides)
             for v in s.videos() if stage == "render" else [s]:
@@ -106,6 +108,8 @@ def record(engine: Session, stage: str, report: Report, settings: Settings, wd: 
         if out.status not in ("done", "cached", "skipped") or path is None or out.key is None:
             continue
         item = out.item
+        if stage == "encode" and item.image is not None:
+            continue
         s = settings.render.with_overrides(item.overrides)
         if stage == "encode":
             key: str | None = _encode_key(engine, item, s, settings)

@@ -274,3 +274,14 @@ def test_ray_batch_survives_a_killed_node_and_equals_a_local_run(
     report = json.loads(out)
     assert report["made"] == 8 and report["failed"] == 0
     assert_same_artifacts(tmp_path / "local", tmp_path / "ray")
+
+
+def test_ray_encode_shares_keep_each_prompt_in_one_task() -> None:
+    """Two Ray tasks encoding one prompt at once would both write its embeddings (their manifests naming different
+    batch lines): a prompt's lines go to one share, which encodes it by its first line, as a local run does."""
+    from render.core.items import Item
+    from render.scale.raycluster import _shares
+
+    items = [Item(prompt=p, source=f"b.jsonl:{n + 1}") for n, p in enumerate(["a", "b", "a", "c", "b"])]
+    assert _shares(items, 2) == [[0, 2, 3], [1, 4]]
+    assert _shares(items, 8) == [[0, 2], [1, 4], [3]]  # no empty share

@@ -123,7 +123,7 @@ class _Batch:
     def _encode(self, ray: Any, need: dict[str, int], k: int, merged: Merged) -> list[int]:
         """Encode every prompt with Ray tasks; return the items ready to render (the others failed)."""
         task = ray.remote(max_retries=ATTEMPTS, **need)(encode_share)
-        shares = [list(range(j, len(self.items), k)) for j in range(k)]
+        shares = _shares(self.items, k)
         refs = [task.remote(self.ctx, [self.items[i] for i in share]) for share in shares]
         self.progress.stage("encode", len(self.items))
         failed: set[int] = set()
@@ -248,6 +248,19 @@ class _Batch:
                 self.progress.item(*rest)
             elif kind == "warn":
                 self.progress.warn(rest[0])
+
+
+def _shares(items: list[Item], k: int) -> list[list[int]]:
+    """Up to k shares of the items to encode, the items of one prompt (and first frame) in the same share, in batch
+    order: a prompt is encoded once on the cluster, by its first line, as a local run does (two tasks encoding it at
+    once would both write its embeddings)."""
+    groups: dict[tuple[str | None, str | None], list[int]] = {}
+    for i, item in enumerate(items):
+        groups.setdefault((item.prompt, str(item.image) if item.image is not None else None), []).append(i)
+    shares: list[list[int]] = [[] for _ in range(k)]
+    for n, members in enumerate(groups.values()):
+        shares[n % k] += members
+    return [sorted(share) for share in shares if share]
 
 
 def _alive_resources(ray: Any) -> dict[str, float]:
